@@ -1,0 +1,78 @@
+"""The `sentikit` command: LightningCLI for fit / validate / test / predict.
+
+`sentikit fit -c configs/sst2-gru.yaml` reads the YAML into the constructors of `SentimentDataModule`
+(`data:`), `SentimentClassifier` (`model:`) and the `Trainer` (`trainer:`). The model's vocabulary size
+and class names are linked from the data module, and a checkpoint given with `--ckpt_path` brings its
+own tokenizer and classes, so `sentikit test -c CONFIG --ckpt_path FILE` evaluates exactly what was
+trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities import rank_zero_only
+
+from sentikit.callbacks import SentikitCheckpoint
+from sentikit.data import SentimentDataModule
+from sentikit.errors import ConfigError
+from sentikit.model import SentimentClassifier
+
+
+class SentikitCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.vocabulary_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.classes", "model.label_names", apply_on="instantiate")
+        parser.add_lightning_class_args(SentikitCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+            }
+        )
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3})
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and config.data.tokenizer_file is None:
+            if Path(ckpt_path).is_file():
+                config.data.tokenizer_file = str(ckpt_path)
+            elif self.subcommand != "fit":
+                raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+
+    def after_fit(self) -> None:
+        callback = self.trainer.checkpoint_callback
+        if not rank_zero_only.rank == 0 or callback is None or not callback.best_model_path:
+            return
+        configs = " ".join(f"-c {c}" for c in self.config["fit"].get("config") or [])
+        score = callback.best_model_score
+        print(f"\nbest checkpoint ({callback.monitor} {score:.4f}): {callback.best_model_path}")
+        print(f"last checkpoint: {callback.last_model_path}")
+        print(f"evaluate it with: sentikit test {configs} --ckpt_path {callback.best_model_path}".replace("  ", " "))
+
+
+def main(args: list[str] | None = None) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package_log = logging.getLogger("sentikit")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
+    try:
+        SentikitCLI(
+            SentimentClassifier,
+            SentimentDataModule,
+            trainer_defaults={"use_distributed_sampler": False},
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"sentikit: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,169 @@
+"""The sentiment classifier: token ids -> embedding -> recurrent encoder -> dropout -> linear head.
+
+A `LightningModule` whose constructor arguments are the `model:` section of a config. The vocabulary
+size and class names come from the data module (the command line links them), and are saved in every
+checkpoint with the rest of the hyper-parameters, so that a checkpoint alone rebuilds the model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from sentikit.encoder import Cell, Pooling, RecurrentEncoder
+from sentikit.errors import ConfigError
+from sentikit.tokenizer import PAD_ID
+
+Schedule = Literal["cosine", "linear", "constant"]
+
+
+class SentimentClassifier(pl.LightningModule):
+    """Classifies reviews with a recurrent encoder.
+
+    Args:
+        vocab_size: rows of the embedding table (set from the data module's tokenizer).
+        label_names: the classes in id order (set from the data module).
+        cell: `rnn`, `lstm` or `gru`.
+        embedding_dim: size of the word vectors (learned from scratch).
+        hidden_size: recurrent units per direction and layer.
+        num_layers: stacked recurrent layers.
+        bidirectional: read each review in both directions.
+        dropout: dropout between recurrent layers and before the head.
+        embedding_dropout: dropout on the word vectors.
+        pooling: `last` (the final state, which the gates issue explains exactly), `mean` or `max`.
+        learning_rate: peak AdamW learning rate.
+        weight_decay: AdamW weight decay (biases excluded).
+        warmup_fraction: share of all training steps spent warming the learning rate up from zero.
+        schedule: learning-rate decay after warmup, down to zero at the last step.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        label_names: list[str],
+        cell: Cell = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.3,
+        embedding_dropout: float = 0.2,
+        pooling: Pooling = "last",
+        learning_rate: float = 2e-3,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.05,
+        schedule: Schedule = "cosine",
+    ) -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise ConfigError(f"vocab_size must be at least 2, got {vocab_size}")
+        if len(label_names) < 2:
+            raise ConfigError(f"a classifier needs at least 2 classes, got {label_names}")
+        if embedding_dim < 1:
+            raise ConfigError(f"embedding_dim must be at least 1, got {embedding_dim}")
+        if learning_rate <= 0 or weight_decay < 0 or not 0 <= warmup_fraction < 1:
+            raise ConfigError(
+                f"need learning_rate > 0, weight_decay >= 0 and 0 <= warmup_fraction < 1; "
+                f"got {learning_rate}, {weight_decay}, {warmup_fraction}"
+            )
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout must lie in [0, 1), got {dropout}")
+        self.save_hyperparameters()
+        self.label_names = list(label_names)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.encoder = RecurrentEncoder(
+            embedding_dim,
+            cell=cell,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            input_dropout=embedding_dropout,
+            pooling=pooling,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.output_size, len(label_names))
+        num_classes = len(label_names)
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`token_ids` (batch, time) right-padded with `PAD_ID`, `lengths` (batch,) -> logits (batch, classes)."""
+        summary = self.encoder(self.embedding(token_ids), lengths)  # (batch, directions * hidden)
+        return self.head(self.dropout(summary))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["token_ids"], batch["lengths"])
+        loss = F.cross_entropy(logits, batch["labels"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
+        logits = self(batch["token_ids"], batch["lengths"])
+        loss = F.cross_entropy(logits, batch["labels"])
+        metrics.update(logits, batch["labels"])
+        self.log(f"{stage}_loss", loss, batch_size=len(logits), sync_dist=True)
+        self.log_dict(metrics, prog_bar=True)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        probabilities = self(batch["token_ids"], batch["lengths"]).softmax(-1)
+        return {"indices": batch["indices"], "probabilities": probabilities}
+
+    def on_fit_start(self) -> None:
+        rank_zero_info(f"{self.hparams.cell} classifier: {self.num_parameters:,} parameters")
+        if self.logger is not None:
+            self.logger.log_hyperparams({"num_parameters": self.num_parameters})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay = [p for n, p in self.named_parameters() if not n.endswith("bias")]
+        no_decay = [p for n, p in self.named_parameters() if n.endswith("bias")]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.learning_rate,
+        )
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else None
+        warmup = int(self.hparams.warmup_fraction * total) if total else 0
+        schedule = self.hparams.schedule if total else "constant"
+
+        def multiplier(step: int) -> float:
+            return learning_rate_multiplier(step, warmup, total, schedule)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def learning_rate_multiplier(step: int, warmup: int, total: int | None, schedule: Schedule) -> float:
+    """Linear warmup over `warmup` steps, then `schedule` decay to zero at step `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total is None:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
