@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from pytorch_lightning.callbacks import EarlyStopping
@@ -60,6 +61,10 @@ class SentikitCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
+    # Lightning notices a user can do nothing about: no TensorBoard (the CSV logger is used), and an
+    # internal torch deprecation.
+    warnings.filterwarnings("ignore", message=".*tensorboardX.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     package_log = logging.getLogger("sentikit")

@@ -147,7 +147,6 @@ class SentimentDataModule(pl.LightningDataModule):
             raise ConfigError(f"validation_fraction must lie between 0 and 1, got {validation_fraction}")
         if num_workers < 0:
             raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
-        self.save_hyperparameters()
         self.data_files, self.dataset, self.dataset_config = data_files, dataset, dataset_config
         self.text_column, self.label_column = text_column, label_column
         self.label_names = label_names
@@ -162,7 +161,7 @@ class SentimentDataModule(pl.LightningDataModule):
         self.predict_split, self.seed = predict_split, seed
         self._tokenizer: Tokenizer | None = None
         self._classes: list[str] | None = None
-        self.splits: dict[str, TokenizedReviews] = {}
+        self._splits: dict[str, TokenizedReviews] = {}
 
     # --- what the model needs to know: read right after construction -------------------------------
 
@@ -178,6 +177,12 @@ class SentimentDataModule(pl.LightningDataModule):
         return self._classes
 
     @property
+    def splits(self) -> dict[str, TokenizedReviews]:
+        """The tokenized `train`, `validation` and (when given) `test` splits."""
+        self.prepare()
+        return self._splits
+
+    @property
     def vocabulary_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
@@ -185,7 +190,7 @@ class SentimentDataModule(pl.LightningDataModule):
 
     def prepare(self) -> None:
         """Load, check, tokenize. Idempotent: runs once per process, on first need."""
-        if self.splits:
+        if self._splits:
             return
         raw = self._load_raw()
         tokenizer, reused_classes = self._reused_tokenizer()
@@ -202,7 +207,7 @@ class SentimentDataModule(pl.LightningDataModule):
             tokenizer = train_tokenizer(texts, length=len(raw["train"]), **self.tokenizer_options)
             info("tokenizer: trained a %s vocabulary of %d tokens on train", self.tokenizer_options["kind"], tokenizer.get_vocab_size())
         self._tokenizer, self._classes = tokenizer, classes
-        self.splits = {name: self._tokenize(split, name) for name, split in raw.items()}
+        self._splits = {name: self._tokenize(split, name) for name, split in raw.items()}
 
     @property
     def source(self) -> str:
@@ -394,11 +399,11 @@ def resolve_classes(train: datasets.Dataset, column: str, declared: list[str] | 
         classes = list(declared) if declared is not None else seen
     else:
         raise ConfigError(f"{source}: label column '{column}' must hold integers or strings, but holds {values.type}")
+    present = pc.unique(values).to_pylist()
+    if len(present) < 2:
+        raise ConfigError(f"{source}: the train split holds a single class ({present[0]!r}); nothing to learn")
     if len(classes) < 2:
         raise ConfigError(f"{source}: a classifier needs at least 2 classes, got {classes}")
     if len(set(classes)) != len(classes):
         raise ConfigError(f"label_names repeats a name: {classes}")
-    present = len(pc.unique(values))
-    if present < 2:
-        raise ConfigError(f"{source}: the train split holds a single class ({pc.unique(values).to_pylist()}); nothing to learn")
     return classes

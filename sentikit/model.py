@@ -139,8 +139,9 @@ class SentimentClassifier(pl.LightningModule):
             self.logger.log_hyperparams({"num_parameters": self.num_parameters})
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay = [p for n, p in self.named_parameters() if not n.endswith("bias")]
-        no_decay = [p for n, p in self.named_parameters() if n.endswith("bias")]
+        # Matrices (weights, embeddings) decay; vectors (every bias, `bias_ih_l0` included) do not.
+        decay = [p for p in self.parameters() if p.dim() > 1]
+        no_decay = [p for p in self.parameters() if p.dim() <= 1]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.learning_rate,

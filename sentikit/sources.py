@@ -42,12 +42,17 @@ def load_local_splits(data_files: Mapping[str, str | list[str]]) -> datasets.Dat
         raise ConfigError(f"data_files mixes formats ({', '.join(sorted(builders))}); convert them to one")
     (builder,) = builders
     options = {"delimiter": "\t"} if all(p.lower().endswith(".tsv") for ps in files.values() for p in ps) else {}
-    try:
-        return datasets.load_dataset(builder, data_files=files, **options)
-    except Exception as error:  # pyarrow/pandas parse errors surface as many types
-        names = ", ".join(p for ps in files.values() for p in ps)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"could not read {names} as {builder}: {first_line}") from None
+    loaded = {}
+    for split, paths in files.items():
+        try:
+            loaded[split] = datasets.load_dataset(builder, data_files={split: paths}, split=split, **options)
+        except Exception as error:  # pyarrow/pandas parse errors surface as many types
+            where = f"split '{split}' ({', '.join(paths)})"
+            if "corresponds to no data" in str(error):
+                raise ConfigError(f"{where} is empty") from None
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"could not read {where} as {builder}: {first_line}") from None
+    return datasets.DatasetDict(loaded)
 
 
 def load_hub_splits(dataset: str, config_name: str | None = None, timeout: float = 5.0) -> datasets.DatasetDict:

@@ -76,6 +76,12 @@ def train_tokenizer(
     else:
         trainer = trainers.BpeTrainer(**common)
     tokenizer.train_from_iterator(_flatten(texts), trainer=trainer, length=length)
+    if kind == "wordpiece":
+        # The WordPiece trainer numbers its alphabet in hash-map order, which differs between
+        # processes; DDP ranks must agree on every id, so renumber in a fixed order.
+        vocab = tokenizer.get_vocab()
+        ordered = special + sorted(token for token in vocab if token not in special)
+        tokenizer.model = models.WordPiece({token: i for i, token in enumerate(ordered)}, unk_token=UNK_TOKEN)
     check_special_tokens(tokenizer, "the trained tokenizer")
     return tokenizer
 

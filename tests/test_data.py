@@ -1,0 +1,189 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import write_table
+from sentikit.data import SentimentDataModule, collate
+from sentikit.errors import ConfigError
+from sentikit.tokenizer import PAD_ID, UNK_ID, save_tokenizer
+
+ROWS = [
+    {"review": "an amazing cereal , definitely buying again", "stars": "pos"},
+    {"review": "this gave me nothing at all", "stars": "neg"},
+    {"review": "crunchy , sweet and amazing", "stars": "pos"},
+    {"review": "soggy and bland , a waste", "stars": "neg"},
+] * 10
+
+
+def module(files, **kwargs) -> SentimentDataModule:
+    options = dict(text_column="review", label_column="stars", min_frequency=1, batch_size=4)
+    options.update(kwargs)
+    return SentimentDataModule(data_files=files, **options)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_local_files_of_each_format_load_with_string_labels(tmp_path, suffix):
+    files = {"train": write_table(tmp_path / f"train{suffix}", ROWS), "test": write_table(tmp_path / f"test{suffix}", ROWS[:8])}
+    data = module(files)
+    assert data.classes == ["neg", "pos"]  # sorted names when none are declared
+    assert set(data.splits) == {"train", "validation", "test"}
+    assert len(data.splits["test"]) == 8
+
+
+def test_declared_label_names_fix_the_class_order(tmp_path):
+    data = module({"train": write_table(tmp_path / "t.csv", ROWS)}, label_names=["pos", "neg"])
+    assert data.classes == ["pos", "neg"]
+    reviews = data.splits["train"]
+    first = reviews.token_ids[reviews.offsets[0] : reviews.offsets[1]].tolist()
+    text = {tuple(data.tokenizer.encode(r["review"]).ids): r["stars"] for r in ROWS}[tuple(first)]
+    assert reviews.labels[0] == ["pos", "neg"].index(text)
+
+
+def test_validation_is_carved_from_train_when_missing_and_is_seeded(tmp_path):
+    files = {"train": write_table(tmp_path / "t.parquet", ROWS)}
+    a = module(files, validation_fraction=0.25, seed=1)
+    b = module(files, validation_fraction=0.25, seed=1)
+    assert len(a.splits["validation"]) == 10 and len(a.splits["train"]) == 30
+    assert a.splits["validation"].labels.tolist() == b.splits["validation"].labels.tolist()
+    assert sorted(a.splits["validation"].labels.tolist()) == [0] * 5 + [1] * 5  # stratified
+
+
+def test_the_tokenizer_is_trained_on_train_only(tmp_path):
+    files = {
+        "train": write_table(tmp_path / "train.csv", ROWS),
+        "validation": write_table(tmp_path / "val.csv", [{"review": "zesty marmalade", "stars": "pos"}, {"review": "odd", "stars": "neg"}]),
+    }
+    data = module(files)
+    assert "marmalade" not in data.tokenizer.get_vocab()
+    assert data.splits["validation"].token_ids[0:2].tolist() == [UNK_ID, UNK_ID]
+
+
+def test_sst2_copy_loads_with_its_published_sizes(small_sst2):
+    data = SentimentDataModule(data_files=small_sst2, label_names=["negative", "positive"])
+    assert data.classes == ["negative", "positive"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 2000, "validation": 200, "test": 200}
+
+
+def test_long_reviews_are_truncated_and_counted(small_sst2, caplog):
+    caplog.set_level("INFO", logger="sentikit")
+    data = SentimentDataModule(data_files=small_sst2, max_length=5)
+    assert max(split.lengths.max() for split in data.splits.values()) == 5
+    assert any("truncated to 5 tokens" in message for message in caplog.messages)
+
+
+def test_batches_are_padded_with_pad_and_carry_lengths(small_sst2):
+    data = SentimentDataModule(data_files=small_sst2, batch_size=16)
+    batch = next(iter(data.train_dataloader()))
+    assert batch["token_ids"].shape == (16, int(batch["lengths"].max()))
+    for row, length in zip(batch["token_ids"], batch["lengths"]):
+        assert (row[length:] == PAD_ID).all() and (row[:length] != PAD_ID).all()
+
+
+def test_collate_reads_an_empty_review_as_one_unknown_token(tmp_path):
+    rows = ROWS + [{"review": "", "stars": "pos"}, {"review": "   ", "stars": "neg"}]
+    data = module({"train": write_table(tmp_path / "t.parquet", rows), "test": write_table(tmp_path / "e.parquet", rows[-2:])})
+    test = data.splits["test"]
+    assert test.lengths.tolist() == [1, 1] and test.token_ids.tolist() == [UNK_ID, UNK_ID]
+    assert collate([test[0], test[1]])["token_ids"].tolist() == [[UNK_ID], [UNK_ID]]
+
+
+def test_a_given_tokenizer_file_is_reused_not_retrained(tmp_path, small_sst2):
+    trained = SentimentDataModule(data_files=small_sst2, vocab_size=500)
+    path = save_tokenizer(trained.tokenizer, tmp_path / "tokenizer.json")
+    reused = SentimentDataModule(data_files=small_sst2, vocab_size=90_000, tokenizer_file=str(path))
+    assert reused.tokenizer.get_vocab() == trained.tokenizer.get_vocab()
+
+
+def test_state_dict_carries_tokenizer_and_classes_and_refuses_a_mismatch(small_sst2):
+    data = SentimentDataModule(data_files=small_sst2, vocab_size=500)
+    state = data.state_dict()
+    assert json.loads(state["tokenizer"])["model"]["vocab"] == data.tokenizer.get_vocab() or state["tokenizer"]
+    data.load_state_dict(state)  # the same: accepted
+    other = SentimentDataModule(data_files=small_sst2, vocab_size=400)
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        other.load_state_dict(state)
+
+
+# --- bad input: each a one-line ConfigError/FileNotFoundError naming the problem -------------------
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="split 'train' not found: .*nope.parquet"):
+        module({"train": str(tmp_path / "nope.parquet")}).prepare()
+
+
+def test_unsupported_extension_is_named(tmp_path):
+    path = tmp_path / "reviews.xlsx"
+    path.write_text("x")
+    with pytest.raises(ConfigError, match="reviews.xlsx: unsupported file type"):
+        module({"train": str(path)}).prepare()
+
+
+def test_missing_column_is_named_with_the_columns_present(tmp_path):
+    files = {"train": write_table(tmp_path / "t.csv", ROWS)}
+    with pytest.raises(ConfigError, match=r"has no column 'text'; its columns are \['review', 'stars'\]"):
+        module(files, text_column="text").prepare()
+
+
+def test_empty_split_is_refused(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("review,stars\n")
+    files = {"train": write_table(tmp_path / "t.csv", ROWS), "test": str(path)}
+    with pytest.raises(ConfigError, match=r"split 'test' \(.*empty.csv\) is empty"):
+        module(files).prepare()
+
+
+def test_label_outside_the_declared_set_is_named_with_its_row(tmp_path):
+    files = {"train": write_table(tmp_path / "t.csv", ROWS), "test": write_table(tmp_path / "e.csv", ROWS[:3] + [{"review": "meh", "stars": "neutral"}])}
+    with pytest.raises(ConfigError, match=r"label 'neutral' in column 'stars' \(row 3\) is not one of the 2 classes"):
+        module(files).prepare()
+
+
+def test_integer_label_outside_the_classes_is_named(tmp_path):
+    rows = [{"review": r["review"], "stars": int(r["stars"] == "pos")} for r in ROWS]
+    files = {"train": write_table(tmp_path / "t.parquet", rows), "test": write_table(tmp_path / "e.parquet", rows[:2] + [{"review": "x", "stars": 7}])}
+    with pytest.raises(ConfigError, match="label 7 .* not one of the 2 classes"):
+        module(files, label_names=["neg", "pos"]).prepare()
+
+
+def test_single_class_training_data_is_refused(tmp_path):
+    files = {"train": write_table(tmp_path / "t.csv", [r for r in ROWS if r["stars"] == "pos"])}
+    with pytest.raises(ConfigError, match="single class"):
+        module(files).prepare()
+
+
+def test_null_texts_are_named_with_their_row(tmp_path):
+    rows = ROWS[:5] + [{"review": None, "stars": "pos"}] + ROWS[5:]
+    with pytest.raises(ConfigError, match="column 'review' has 1 empty \\(null\\) values, the first in row 5"):
+        module({"train": write_table(tmp_path / "t.parquet", rows)}).prepare()
+
+
+def test_non_text_column_is_refused(tmp_path):
+    rows = [{"review": i, "stars": r["stars"]} for i, r in enumerate(ROWS)]
+    with pytest.raises(ConfigError, match="column 'review' must hold text"):
+        module({"train": write_table(tmp_path / "t.parquet", rows)}).prepare()
+
+
+def test_both_or_neither_source_is_refused():
+    with pytest.raises(ConfigError, match="either data.data_files"):
+        SentimentDataModule()
+    with pytest.raises(ConfigError, match="either data.data_files"):
+        SentimentDataModule(data_files={"train": "a.csv"}, dataset="stanfordnlp/imdb")
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(max_length=0), "max_length"), (dict(batch_size=0), "batch sizes"), (dict(validation_fraction=1.5), "validation_fraction")])
+def test_bad_settings_are_refused(small_sst2, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SentimentDataModule(data_files=small_sst2, **kwargs)
+
+
+def test_hub_dataset_offline_fails_fast_with_a_way_out(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="could not load dataset 'stanfordnlp/imdb'.*data_files"):
+        SentimentDataModule(dataset="stanfordnlp/imdb").prepare()
+    assert time.monotonic() - start < 10

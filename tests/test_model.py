@@ -1,0 +1,78 @@
+import math
+
+import pytest
+import torch
+
+from sentikit.errors import ConfigError
+from sentikit.model import SentimentClassifier, learning_rate_multiplier
+
+
+def classifier(**kwargs) -> SentimentClassifier:
+    options = dict(vocab_size=50, label_names=["negative", "positive"], embedding_dim=8, hidden_size=6)
+    options.update(kwargs)
+    return SentimentClassifier(**options)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("classes", [["negative", "positive"], ["1", "2", "3", "4", "5"]])
+def test_logits_have_one_column_per_class(cell, classes):
+    model = classifier(cell=cell, label_names=classes).eval()
+    logits = model(torch.randint(2, 50, (4, 7)), torch.tensor([7, 3, 5, 1]))
+    assert logits.shape == (4, len(classes))
+
+
+def test_padding_token_ids_do_not_change_the_logits():
+    model = classifier().eval()
+    ids = torch.randint(2, 50, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(model(padded, torch.tensor([6])), model(ids, torch.tensor([6])), rtol=0, atol=1e-6)
+
+
+def test_a_checkpoint_alone_rebuilds_the_model(tmp_path):
+    import pytorch_lightning as pl
+
+    model = classifier(cell="gru", num_layers=2, bidirectional=False, label_names=["a", "b", "c"])
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    restored = SentimentClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    assert restored.hparams.cell == "gru" and restored.label_names == ["a", "b", "c"]
+    ids, lengths = torch.randint(2, 50, (2, 5)), torch.tensor([5, 2])
+    torch.testing.assert_close(restored.eval()(ids, lengths), model.eval()(ids, lengths))
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    steps = [learning_rate_multiplier(s, warmup=10, total=100, schedule="cosine") for s in range(100)]
+    assert steps[0] == pytest.approx(0.1) and steps[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(steps[10:], steps[11:]))
+    assert learning_rate_multiplier(100, 10, 100, "cosine") == pytest.approx(0.0)
+    assert learning_rate_multiplier(55, 10, 100, "linear") == pytest.approx(0.5)
+    assert learning_rate_multiplier(55, 10, 100, "constant") == 1.0
+    assert learning_rate_multiplier(10**9, 0, None, "cosine") == 1.0  # no known end: no decay
+
+
+def test_biases_get_no_weight_decay():
+    import pytorch_lightning as pl
+
+    model = classifier(weight_decay=0.1)
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_checkpointing=False)
+    model.trainer = trainer
+    optimizer = model.configure_optimizers()["optimizer"]
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() == 1 for p in plain["params"]) and all(p.dim() > 1 for p in decayed["params"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(label_names=["only"]), "at least 2 classes"),
+        (dict(hidden_size=0), "hidden_size"),
+        (dict(embedding_dim=0), "embedding_dim"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(dropout=-0.1), "dropout"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        classifier(**kwargs)
