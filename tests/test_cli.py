@@ -74,7 +74,7 @@ def test_print_config_shows_the_merged_configuration():
         (["--model.hidden_size", "0"], "hidden_size must be at least 1, got 0"),
         (["--data.text_column", "review"], "has no column 'review'; its columns are ['text', 'label']"),
         (["--data.label_names", "[negative]"], "a classifier needs at least 2 classes, got ['negative']"),
-        (["--data.label_column", "text"], "the train split holds"),
+        (["--data.label_column", "text"], "is not one of the 2 classes ['negative', 'positive']"),
         (["--data.data_files", "{train: data/nowhere.parquet}"], "data file for split 'train' not found: data/nowhere.parquet"),
         (["--data.max_length", "0"], "max_length must be at least 1"),
     ],
