@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from sentikit.encoder import Cell, Pooling, RecurrentEncoder
 from sentikit.errors import ConfigError
-from sentikit.tokenizer import PAD_ID
+from sentikit.tokenizer import PAD_ID, UNK_ID
 
 Schedule = Literal["cosine", "linear", "constant"]
 
@@ -38,6 +38,8 @@ class SentimentClassifier(pl.LightningModule):
         bidirectional: read each review in both directions.
         dropout: dropout between recurrent layers and before the head.
         embedding_dropout: dropout on the word vectors.
+        word_dropout: share of the words replaced by `[UNK]` during training, so that the model
+            learns to judge a review around words it has never seen (validation text is full of them).
         pooling: `last` (the final state, which the gates issue explains exactly), `mean` or `max`.
         learning_rate: peak AdamW learning rate.
         weight_decay: AdamW weight decay (biases excluded).
@@ -56,6 +58,7 @@ class SentimentClassifier(pl.LightningModule):
         bidirectional: bool = True,
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
+        word_dropout: float = 0.0,
         pooling: Pooling = "last",
         learning_rate: float = 2e-3,
         weight_decay: float = 0.01,
@@ -74,8 +77,9 @@ class SentimentClassifier(pl.LightningModule):
                 f"need learning_rate > 0, weight_decay >= 0 and 0 <= warmup_fraction < 1; "
                 f"got {learning_rate}, {weight_decay}, {warmup_fraction}"
             )
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"dropout must lie in [0, 1), got {dropout}")
+        for name, value in (("dropout", dropout), ("word_dropout", word_dropout)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} must lie in [0, 1), got {value}")
         self.save_hyperparameters()
         self.label_names = list(label_names)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
@@ -110,8 +114,15 @@ class SentimentClassifier(pl.LightningModule):
         summary = self.encoder(self.embedding(token_ids), lengths)  # (batch, directions * hidden)
         return self.head(self.dropout(summary))
 
+    def drop_words(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Word dropout: replace a random `word_dropout` share of the real tokens by `[UNK]`."""
+        if self.hparams.word_dropout == 0:
+            return token_ids
+        dropped = torch.rand(token_ids.shape, device=token_ids.device) < self.hparams.word_dropout
+        return token_ids.masked_fill(dropped & (token_ids != PAD_ID), UNK_ID)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["token_ids"], batch["lengths"])
+        logits = self(self.drop_words(batch["token_ids"]), batch["lengths"])
         loss = F.cross_entropy(logits, batch["labels"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(logits))
         return loss

@@ -89,6 +89,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         # Round the batch count up to a multiple of the world size: equal shares, nothing dropped.
         batches = math.ceil(len(self.lengths) / batch_size)
         self.total_batches = math.ceil(batches / num_replicas) * num_replicas
+        if self.total_batches > len(self.lengths):
+            raise ConfigError(
+                f"{len(self.lengths)} examples in batches of {batch_size} cannot give each of "
+                f"{num_replicas} processes the same number of non-empty batches; "
+                f"use a larger batch_size or fewer processes"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)

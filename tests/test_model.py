@@ -76,3 +76,24 @@ def test_biases_get_no_weight_decay():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         classifier(**kwargs)
+
+
+def test_word_dropout_hides_words_behind_unk_in_training_and_never_touches_padding():
+    from sentikit.tokenizer import UNK_ID
+
+    model = classifier(word_dropout=0.5)
+    seen = []
+    model.forward = lambda token_ids, lengths: seen.append(token_ids) or torch.zeros(len(token_ids), 2, requires_grad=True)
+    ids = torch.randint(2, 50, (4, 30))
+    ids[:, 25:] = 0  # padding stays padding
+    batch = {"token_ids": ids, "lengths": torch.full((4,), 25), "labels": torch.zeros(4, dtype=torch.long)}
+    model.training_step(batch, 0)
+    (dropped,) = seen
+    hidden = (dropped == UNK_ID) & (ids != UNK_ID)
+    assert 0.3 < hidden[:, :25].float().mean() < 0.7
+    assert (dropped[:, 25:] == 0).all()
+
+
+def test_without_word_dropout_training_sees_the_words_unchanged():
+    ids = torch.randint(2, 50, (4, 30))
+    assert classifier(word_dropout=0.0).drop_words(ids) is ids

@@ -90,3 +90,10 @@ def test_bad_settings_are_refused(kwargs, message):
 def test_more_processes_than_examples_is_refused():
     with pytest.raises(ConfigError, match="cannot be shared among 4"):
         BucketBatchSampler([3, 4, 5], 2, num_replicas=4, rank=0)
+
+
+def test_too_few_examples_for_equal_non_empty_shares_is_refused():
+    # 3 examples in batches of 1 make 3 batches; 2 processes would need 4, one of them empty.
+    with pytest.raises(ConfigError, match="same number of non-empty batches"):
+        BucketBatchSampler([5, 6, 7], batch_size=1, num_replicas=2)
+    assert len(BucketBatchSampler([5, 6, 7, 8], batch_size=1, num_replicas=2)) == 2
