@@ -1,0 +1,112 @@
+"""The gate replay reproduces the fused modules, and the final state splits exactly into per-step writes."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from sentikit.gates import at_final_step, final_state_split, replay
+
+MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+LENGTHS = torch.tensor([7, 3, 1, 5])  # a batch of different lengths, the longest first or not
+
+
+def fused(rnn, x, lengths):
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    outputs, state = rnn(packed)
+    outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=x.shape[1])
+    return outputs, (state[0] if isinstance(rnn, nn.LSTM) else state), (state[1] if isinstance(rnn, nn.LSTM) else None)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_replay_reproduces_the_fused_outputs_and_final_states(cell, num_layers, bidirectional):
+    torch.manual_seed(num_layers)
+    rnn = MODULES[cell](8, 16, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
+    x = torch.randn(4, 7, 8)
+    outputs, h_n, c_n = fused(rnn, x, LENGTHS)
+    traces = replay(rnn, x, LENGTHS)
+    directions = 2 if bidirectional else 1
+    assert len(traces) == num_layers
+    torch.testing.assert_close(traces[-1].outputs, outputs, rtol=0, atol=1e-5)
+    for layer, trace in enumerate(traces):
+        final = h_n[layer * directions : (layer + 1) * directions]
+        torch.testing.assert_close(at_final_step(trace.states["h"], LENGTHS), final, rtol=0, atol=1e-5)
+        if cell == "lstm":
+            final_c = c_n[layer * directions : (layer + 1) * directions]
+            torch.testing.assert_close(at_final_step(trace.states["c"], LENGTHS), final_c, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn", set()), ("lstm", {"i", "f", "g", "o", "c"}), ("gru", {"r", "z", "n"})])
+def test_each_cell_records_its_own_gates_and_zero_at_padding(cell, gates):
+    rnn = MODULES[cell](3, 5, bidirectional=True, batch_first=True)
+    (trace,) = replay(rnn, torch.randn(4, 7, 3), LENGTHS)
+    assert set(trace.states) == gates | {"h"}
+    for value in trace.states.values():
+        assert value.shape == (2, 4, 7, 5)
+        assert (value[:, 1, 3:] == 0).all()  # review 1 has 3 tokens
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_parts_sum_to_the_final_hidden_state(cell, num_layers, bidirectional):
+    torch.manual_seed(0)
+    rnn = MODULES[cell](8, 16, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
+    x = torch.randn(4, 7, 8)
+    _, h_n, c_n = fused(rnn, x, LENGTHS)
+    split = final_state_split(replay(rnn, x, LENGTHS)[-1], LENGTHS)
+    directions = 2 if bidirectional else 1
+    torch.testing.assert_close(split.parts.sum(2), h_n[-directions:], rtol=0, atol=1e-5)
+    memory = c_n[-directions:] if cell == "lstm" else h_n[-directions:]  # the writes sum to c_T (LSTM) or h_T (GRU)
+    torch.testing.assert_close(split.writes.sum(2), memory, rtol=0, atol=1e-5)
+    assert (split.parts[:, 1, 3:] == 0).all() and (split.writes[:, 1, 3:] == 0).all()
+
+
+def test_a_plain_rnn_has_no_exact_split():
+    (trace,) = replay(nn.RNN(3, 4, batch_first=True), torch.randn(1, 5, 3), torch.tensor([5]))
+    with pytest.raises(ValueError, match="no gates"):
+        final_state_split(trace, torch.tensor([5]))
+
+
+# Hand-built cells: the inputs carry [is the first word, 1]; recurrent weights are zero, so every gate is
+# set by the input alone. A pre-activation of +-50 saturates a sigmoid to 1 or 0 in float32.
+FIRST_WORD = torch.tensor([[[1.0, 1.0]] + [[0.0, 1.0]] * 5])  # (batch 1, time 6, features 2)
+SIX = torch.tensor([6])
+
+
+def hand_built(module, blocks: dict[str, tuple[float, float]]):
+    """A one-unit cell whose pre-activation for gate `name` is `a * is_first + b`."""
+    rnn = module(2, 1, batch_first=True)
+    names = {nn.LSTM: "ifgo", nn.GRU: "rzn"}[module]
+    with torch.no_grad():
+        for parameter in rnn.parameters():
+            parameter.zero_()
+        for k, name in enumerate(names):
+            a, b = blocks.get(name, (0.0, 1.0))
+            rnn.weight_ih_l0[k] = torch.tensor([a, b])
+    return rnn
+
+
+def retention(rnn) -> torch.Tensor:
+    split = final_state_split(replay(rnn, FIRST_WORD, SIX)[0], SIX)
+    scores = split.writes.abs().sum(-1)[0, 0]
+    return scores / scores.sum()
+
+
+def test_lstm_that_stops_writing_and_never_forgets_retains_only_the_first_word():
+    # input gate open at the first word only; forget gate wide open everywhere
+    rnn = hand_built(nn.LSTM, {"i": (100.0, -50.0), "f": (0.0, 50.0), "g": (0.0, 1.0)})
+    torch.testing.assert_close(retention(rnn), torch.tensor([1.0, 0, 0, 0, 0, 0]), rtol=0, atol=1e-6)
+
+
+def test_lstm_that_always_forgets_retains_only_the_last_word():
+    rnn = hand_built(nn.LSTM, {"i": (0.0, 50.0), "f": (0.0, -50.0), "g": (0.0, 1.0)})
+    torch.testing.assert_close(retention(rnn), torch.tensor([0, 0, 0, 0, 0, 1.0]), rtol=0, atol=1e-6)
+
+
+def test_gru_whose_update_gate_keeps_the_old_state_after_the_first_word_keeps_only_that_write():
+    # PyTorch's z is the share of the OLD state kept: z = 0 at the first word (write), z = 1 afterwards (keep)
+    rnn = hand_built(nn.GRU, {"z": (-100.0, 50.0), "n": (0.0, 1.0)})
+    torch.testing.assert_close(retention(rnn), torch.tensor([1.0, 0, 0, 0, 0, 0]), rtol=0, atol=1e-6)
