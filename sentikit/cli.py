@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
@@ -78,6 +79,7 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, MisconfigurationException) as error:
+        # Lightning's own "these trainer settings contradict each other" is a config error too.
         print(f"sentikit: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -77,6 +77,7 @@ def test_print_config_shows_the_merged_configuration():
         (["--data.label_column", "text"], "is not one of the 2 classes ['negative', 'positive']"),
         (["--data.data_files", "{train: data/nowhere.parquet}"], "data file for split 'train' not found: data/nowhere.parquet"),
         (["--data.max_length", "0"], "max_length must be at least 1"),
+        (["--trainer.enable_progress_bar", "false"], "found `RichProgressBar` in callbacks list"),
     ],
 )
 def test_bad_configs_fail_with_one_clear_message_and_no_traceback(tmp_path, args, message):
