@@ -109,41 +109,50 @@ def replay_layer(cell: str, inputs: torch.Tensor, lengths: torch.Tensor, weights
     w_ih, w_hh, b_ih, b_hh = weights
     directions, batch, time, _ = inputs.shape
     hidden = w_hh.shape[-1]
-    # Input projections of every step at once; only the recurrent product stays in the loop.
+    # Input projections of every step at once; only the recurrent product stays in the loop. The loop
+    # keeps as few tensor operations per step as it can: at one review, their overhead is the cost.
     projected = torch.matmul(inputs, w_ih.transpose(1, 2)[:, None]) + b_ih[:, None, None, :]
+    if cell != "gru":  # the GRU needs b_hn inside the reset product, so it keeps b_hh apart
+        projected = projected + b_hh[:, None, None, :]
     w_hh_t = w_hh.transpose(1, 2)  # (directions, hidden, blocks * hidden)
+    b_hh = b_hh[:, None, :]
     h = inputs.new_zeros(directions, batch, hidden)
     c = torch.zeros_like(h)
-    valid = (torch.arange(time, device=lengths.device)[:, None] < lengths[None, :])[:, None, :, None]  # (time, 1, batch, 1)
-    names = ("h", "c", *GATES["lstm"]) if cell == "lstm" else ("h", *GATES[cell])
-    record: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    # Past a review's end the state runs on over padding; nothing reads it: records there are zeroed
+    # below and final states are read at each review's last step, so no per-step masking is needed.
+    record: dict[str, list[torch.Tensor]] = {"h": [], "gates": [], "extra": [], "c": []}
     for t in range(time):
-        recurrent = torch.baddbmm(b_hh[:, None, :], h, w_hh_t)  # (directions, batch, blocks * hidden)
-        x = projected[:, :, t]
         if cell == "lstm":
-            i, f, g, o = (x + recurrent).chunk(4, dim=-1)
-            i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-            c_new = torch.addcmul(f * c, i, g)
-            h_new = o * c_new.tanh()
-            c = torch.where(valid[t], c_new, c)
-            steps = {"c": c_new, "i": i, "f": f, "g": g, "o": o}
+            gates = torch.baddbmm(projected[:, :, t], h, w_hh_t)
+            sigmoids = gates.sigmoid()  # i, f, o (and a wasted g block: cheaper than three calls)
+            g = gates[..., 2 * hidden : 3 * hidden].tanh()
+            c = torch.addcmul(sigmoids[..., hidden : 2 * hidden] * c, sigmoids[..., :hidden], g)
+            h = sigmoids[..., 3 * hidden :] * c.tanh()
+            record["gates"].append(sigmoids)
+            record["extra"].append(g)
+            record["c"].append(c)
         elif cell == "gru":
-            x_r, x_z, x_n = x.chunk(3, dim=-1)
-            h_r, h_z, h_n = recurrent.chunk(3, dim=-1)
-            r = (x_r + h_r).sigmoid()
-            z = (x_z + h_z).sigmoid()
-            n = torch.addcmul(x_n, r, h_n).tanh()
-            h_new = n + z * (h - n)  # (1 - z) * n + z * h
-            steps = {"r": r, "z": z, "n": n}
+            x = projected[:, :, t]
+            recurrent = torch.baddbmm(b_hh, h, w_hh_t)
+            rz = (x[..., : 2 * hidden] + recurrent[..., : 2 * hidden]).sigmoid()
+            n = torch.addcmul(x[..., 2 * hidden :], rz[..., :hidden], recurrent[..., 2 * hidden :]).tanh()
+            h = torch.lerp(n, h, rz[..., hidden:])  # (1 - z) * n + z * h
+            record["gates"].append(rz)
+            record["extra"].append(n)
         else:
-            h_new = (x + recurrent).tanh()
-            steps = {}
-        h = torch.where(valid[t], h_new, h)
-        record["h"].append(h_new)
-        for name, value in steps.items():
-            record[name].append(value)
-    mask = valid.squeeze(1).permute(1, 0, 2)[None].to(inputs.dtype)  # (1, batch, time, 1)
-    return {name: torch.stack(values, dim=2) * mask for name, values in record.items()}
+            h = torch.baddbmm(projected[:, :, t], h, w_hh_t).tanh()
+        record["h"].append(h)
+    valid = torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
+    mask = valid[None, :, :, None].to(inputs.dtype)  # (1, batch, time, 1)
+    stacked = {name: torch.stack(values, dim=2) * mask for name, values in record.items() if values}
+    states = {"h": stacked["h"]}
+    if cell == "lstm":
+        i, f, _, o = stacked["gates"].chunk(4, dim=-1)
+        states.update(c=stacked["c"], i=i, f=f, g=stacked["extra"], o=o)
+    elif cell == "gru":
+        r, z = stacked["gates"].chunk(2, dim=-1)
+        states.update(r=r, z=z, n=stacked["extra"])
+    return states
 
 
 def replay(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> list[LayerTrace]:
