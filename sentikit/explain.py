@@ -147,6 +147,21 @@ class Explainer:
         gates = {name: top.states[key][:, 0].mean(-1).mean(0) for name, key in GATE_NAMES[self.cell].items()}
         return self._report(text, encoded, logits, contributions, retention, memory, gates, method)
 
+    def token_contributions(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`(batch, time, classes)`: each token's exact part of the logits (the gates split, bias excluded,
+        zero at padding) for right-padded `ids` `(batch, time)`: the numbers `explain` reports before they
+        are summed into words, without its gate means, memory estimate and report, for callers that
+        only need the scores (the faithfulness evaluation)."""
+        if not self.exact:
+            raise ConfigError(
+                f"the gates split needs an LSTM or GRU read through its final state; this model is a "
+                f"{self.cell} with {self.model.encoder.pooling} pooling"
+            )
+        with torch.no_grad():
+            embedded = self.model.embedding(ids)
+        top = replay(self.model.encoder.rnn, embedded, lengths)[-1]
+        return self.split_logits(final_state_split(top, lengths))
+
     def split_logits(self, split: FinalStateSplit) -> torch.Tensor:
         """`(batch, time, classes)`: each step's part of the logits, both directions added (bias excluded)."""
         weight = self.model.head.weight.detach()  # (classes, directions * hidden)
