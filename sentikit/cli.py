@@ -1,10 +1,13 @@
-"""The `sentikit` command: LightningCLI for fit / validate / test / predict.
+"""The `sentikit` command: LightningCLI for fit / validate / test / predict, and `sentikit explain`.
 
 `sentikit fit -c configs/sst2-gru.yaml` reads the YAML into the constructors of `SentimentDataModule`
 (`data:`), `SentimentClassifier` (`model:`) and the `Trainer` (`trainer:`). The model's vocabulary size
 and class names are linked from the data module, and a checkpoint given with `--ckpt_path` brings its
 own tokenizer and classes, so `sentikit test -c CONFIG --ckpt_path FILE` evaluates exactly what was
 trained.
+
+`sentikit explain ...` is not a training command and is handed to `explain_command.py` before
+LightningCLI parses anything; its errors are printed the same way.
 """
 
 from __future__ import annotations
@@ -71,7 +74,13 @@ def main(args: list[str] | None = None) -> None:
     package_log = logging.getLogger("sentikit")
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
+    argv = sys.argv[1:] if args is None else args
     try:
+        if argv[:1] == ["explain"]:  # not a training command: a small parser of its own
+            from sentikit.explain_command import explain_command
+
+            explain_command(argv[1:])
+            return
         SentikitCLI(
             SentimentClassifier,
             SentimentDataModule,
