@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -38,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON (one line per review) instead of coloured text")
     parser.add_argument(
         "--method", choices=("auto", "gates", "occlusion"), default="auto",
-        help="gates: the exact split (LSTM/GRU read through the final state); occlusion: leave-one-out; auto: gates where possible",
+        help="gates: the exact split (LSTM/GRU read through the final state); occlusion: leave-one-out; auto: gates where possible "
+        "(--evaluate compares every method)",
     )
     parser.add_argument("--memory-probes", type=int, default=32, help="random projections for the memory-decay estimate (0: skip it)")
     parser.add_argument("--split-file", default=DEFAULT_SPLIT, help=f"--evaluate: parquet/csv/jsonl file of reviews (default {DEFAULT_SPLIT})")
@@ -118,11 +118,11 @@ def explain_command(argv: list[str]) -> None:
         print(json.dumps(report.to_dict()) if args.json else report.markdown())
         return
 
-    console = None
-    if not args.json:
-        from rich.console import Console
+    from rich.console import Console
 
-        console = Console(highlight=False)
+    from sentikit.render import render
+
+    console = Console(highlight=False)
     for number, text in enumerate(reviews if reviews is not None else [args.text], start=1):
         try:
             report = explainer.explain(text, method=args.method, memory_probes=args.memory_probes)
@@ -131,9 +131,6 @@ def explain_command(argv: list[str]) -> None:
         if args.json:
             print(json.dumps(report), flush=True)
         else:
-            from sentikit.render import render
-
             if number > 1:
                 console.print()
             console.print(render(report))
-    sys.stdout.flush()
