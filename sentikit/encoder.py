@@ -85,7 +85,7 @@ class RecurrentEncoder(nn.Module):
         packed = pack_padded_sequence(self.input_dropout(inputs), lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, state = self.rnn(packed)
         if self.pooling == "last":
-            h_n = state[0] if self.cell == "lstm" else state  # (layers * directions, batch, hidden)
+            h_n = state[0] if isinstance(state, tuple) else state  # (layers * directions, batch, hidden): the LSTM adds c_n
             top = h_n[-self.num_directions :]  # the top layer: forward, then backward
             return top.transpose(0, 1).reshape(inputs.shape[0], self.output_size)
         padded, _ = pad_packed_sequence(outputs, batch_first=True)  # (batch, time, output_size)

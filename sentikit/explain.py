@@ -28,17 +28,10 @@ import torch
 from tokenizers import Tokenizer
 
 from sentikit.errors import ConfigError
-from sentikit.gates import FinalStateSplit, final_state_split, replay
 from sentikit.model import SentimentClassifier
+from sentikit.portable import GATE_NAMES, PortableClassifier
 
 Method = Literal["auto", "gates", "occlusion"]
-
-# How the page and the JSON name each recorded gate, in PyTorch's conventions.
-GATE_NAMES = {
-    "lstm": {"input": "i", "forget": "f", "output": "o"},
-    "gru": {"reset": "r", "update": "z"},
-    "rnn": {},
-}
 CONVENTIONS = {
     "lstm": "LSTM (PyTorch): c_t = f_t * c_{t-1} + i_t * g_t, h_t = o_t * tanh(c_t); forget near 1 keeps the old memory.",
     "gru": (
@@ -86,19 +79,23 @@ def encode_text(tokenizer: Tokenizer, text: str, max_length: int) -> EncodedText
 
 
 class Explainer:
-    """Explains the predictions of a trained `SentimentClassifier`.
+    """Explains the predictions of a trained classifier.
 
     Args:
-        model: the classifier (put in eval mode here; its weights are not changed).
+        model: a `SentimentClassifier` (from a checkpoint), its `PortableClassifier`, or a bundle's scripted
+            one (`torch.jit.load`): all three explain through the same `PortableClassifier` code. Its weights
+            are not changed.
         tokenizer: the tokenizer it was trained with.
         max_length: longest input in tokens, as in training; longer texts are truncated and say so.
     """
 
-    def __init__(self, model: SentimentClassifier, tokenizer: Tokenizer, max_length: int) -> None:
+    def __init__(self, model: SentimentClassifier | PortableClassifier | torch.jit.ScriptModule, tokenizer: Tokenizer, max_length: int) -> None:
+        if isinstance(model, SentimentClassifier):
+            model = PortableClassifier.from_classifier(model)
         self.model = model.eval()
         self.tokenizer, self.max_length = tokenizer, max_length
         self.classes = list(model.label_names)
-        self.cell = model.encoder.cell
+        self.cell: str = model.cell
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "Explainer":
@@ -107,10 +104,17 @@ class Explainer:
         loaded = load_classifier(path)
         return cls(loaded.model, loaded.tokenizer, loaded.max_length)
 
+    @classmethod
+    def from_bundle(cls, path: str | Path) -> "Explainer":
+        from sentikit.bundle import load_bundle
+
+        bundle = load_bundle(path)
+        return cls(bundle.model, bundle.tokenizer, bundle.max_length)
+
     @property
     def exact(self) -> bool:
         """Whether the logits split exactly over the words (gated cell read through its final state)."""
-        return self.cell in ("lstm", "gru") and self.model.encoder.pooling == "last"
+        return bool(self.model.exact)
 
     def explain(self, text: str, method: Method = "auto", memory_probes: int = 32) -> dict[str, Any]:
         """The explanation of one text as a JSON-serialisable dict (see the module docstring).
@@ -126,48 +130,31 @@ class Explainer:
         if method == "gates" and not self.exact:
             raise ConfigError(
                 f"the gates split needs an LSTM or GRU read through its final state; this model is a "
-                f"{self.cell} with {self.model.encoder.pooling} pooling: use method='occlusion'"
+                f"{self.cell} with {self.model.pooling} pooling: use method='occlusion'"
             )
         encoded = encode_text(self.tokenizer, text, self.max_length)
         ids = torch.tensor([encoded.ids])
         lengths = torch.tensor([len(encoded.ids)])
-        with torch.no_grad():
-            embedded = self.model.embedding(ids)
-            logits = self.model.head(self.model.encoder(embedded, lengths))[0]
-        traces = replay(self.model.encoder.rnn, embedded, lengths)
-        top = traces[-1]
+        readings = self.model.explain(ids, lengths)
+        logits = readings["logits"][0]
         if method == "gates":
-            split = final_state_split(top, lengths)
-            contributions = self.split_logits(split)[0]
-            retention = split.writes[:, 0].abs().sum(-1).sum(0)
-            retention = retention / retention.sum().clamp_min(1e-12)
+            contributions, retention = readings["contributions"][0], readings["retention"][0]
         else:
             contributions, retention = occlusion(self.model, ids[0]), None
         memory = memory_decay(self.model, ids, lengths, memory_probes)[0] if memory_probes else None
-        gates = {name: top.states[key][:, 0].mean(-1).mean(0) for name, key in GATE_NAMES[self.cell].items()}
+        gates = {name: readings["gate_" + name][0] for name in GATE_NAMES[self.cell]}
         return self._report(text, encoded, logits, contributions, retention, memory, gates, method)
 
     def token_contributions(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`(batch, time, classes)`: each token's exact part of the logits (the gates split, bias excluded,
         zero at padding) for right-padded `ids` `(batch, time)`: the numbers `explain` reports before they
-        are summed into words, without its gate means, memory estimate and report, for callers that
-        only need the scores (the faithfulness evaluation)."""
+        are summed into words, for callers that only need the scores (the faithfulness evaluation)."""
         if not self.exact:
             raise ConfigError(
                 f"the gates split needs an LSTM or GRU read through its final state; this model is a "
-                f"{self.cell} with {self.model.encoder.pooling} pooling"
+                f"{self.cell} with {self.model.pooling} pooling"
             )
-        with torch.no_grad():
-            embedded = self.model.embedding(ids)
-        top = replay(self.model.encoder.rnn, embedded, lengths)[-1]
-        return self.split_logits(final_state_split(top, lengths))
-
-    def split_logits(self, split: FinalStateSplit) -> torch.Tensor:
-        """`(batch, time, classes)`: each step's part of the logits, both directions added (bias excluded)."""
-        weight = self.model.head.weight.detach()  # (classes, directions * hidden)
-        directions, _, _, hidden = split.parts.shape
-        per_direction = weight.view(weight.shape[0], directions, hidden).permute(1, 2, 0)  # (directions, hidden, classes)
-        return torch.einsum("dbth,dhc->btc", split.parts, per_direction)
+        return self.model.explain(ids, lengths)["contributions"]
 
     def _report(self, text, encoded, logits, contributions, retention, memory, gates, method) -> dict[str, Any]:
         words = len(encoded.words)
@@ -197,7 +184,7 @@ class Explainer:
             "bias": self.model.head.bias.detach().tolist(),
             "method": method,
             "cell": self.cell,
-            "bidirectional": self.model.encoder.num_directions == 2,
+            "bidirectional": self.model.directions == 2,
             "convention": CONVENTIONS[self.cell],
             "num_tokens": encoded.num_tokens,
             "max_length": self.max_length,
@@ -218,7 +205,7 @@ class Explainer:
 
 
 @torch.no_grad()
-def occlusion(model: SentimentClassifier, ids: torch.Tensor) -> torch.Tensor:
+def occlusion(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """`(time, classes)`: the logits of the full review minus those with token `t` left out, for every `t`
     in one batched forward pass. Leaving out the only token leaves no input: the head then reads an all-zero
     summary (the initial state), so its logits are the head's bias."""
@@ -233,25 +220,12 @@ def occlusion(model: SentimentClassifier, ids: torch.Tensor) -> torch.Tensor:
     return full[None] - dropped
 
 
-def memory_decay(model: SentimentClassifier, ids: torch.Tensor, lengths: torch.Tensor, probes: int = 32, seed: int = 0) -> torch.Tensor:
-    """`(batch, time)`: `||d h_T / d x_t||` (Frobenius norm), the sensitivity of the top layer's final
-    FORWARD state to each input vector: how much the memory at the end still depends on word `t`.
-
-    The norm is estimated with `probes` random projections (`E ||J^T v||^2 = ||J||_F^2` for
-    `v ~ N(0, I)`), all in one batched backward pass through the fused module; zero at padding."""
-    model.eval()
-    batch, time = ids.shape
+def memory_decay(model: torch.nn.Module, ids: torch.Tensor, lengths: torch.Tensor, probes: int = 32, seed: int = 0) -> torch.Tensor:
+    """`(batch, time)`: `PortableClassifier.memory`, `||d h_T / d x_t||` of the top layer's final forward
+    state, estimated with `probes` seeded random projections per review (same seed, same estimate)."""
+    if isinstance(model, SentimentClassifier):
+        model = PortableClassifier.from_classifier(model)
     generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(len(ids) * probes, int(model.hidden_size), generator=generator)
     with torch.enable_grad():
-        embedded = model.embedding(ids).detach().repeat_interleave(probes, 0).requires_grad_(True)
-        encoder = model.encoder
-        packed = torch.nn.utils.rnn.pack_padded_sequence(
-            embedded, lengths.repeat_interleave(probes).cpu(), batch_first=True, enforce_sorted=False
-        )
-        _, state = encoder.rnn(packed)
-        h_n = state[0] if encoder.cell == "lstm" else state
-        final_forward = h_n[-encoder.num_directions]  # the top layer's forward direction
-        directions = torch.randn(final_forward.shape, generator=generator)
-        (gradient,) = torch.autograd.grad((final_forward * directions).sum(), embedded)
-    squared = gradient.pow(2).sum(-1).view(batch, probes, time).mean(1)
-    return squared.sqrt().detach()
+        return model.memory(ids, lengths, vectors)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 # Gate names in the order PyTorch stacks their weight blocks.
 GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
@@ -44,17 +44,30 @@ class LayerTrace:
         return torch.cat(list(h), dim=-1)
 
 
-def direction_weights(rnn: nn.RNNBase, layer: int) -> tuple[torch.Tensor, ...]:
-    """`w_ih, w_hh, b_ih, b_hh` of one layer, stacked over directions: `(directions, blocks * hidden, ·)`."""
-    suffixes = [f"_l{layer}"] + ([f"_l{layer}_reverse"] if rnn.bidirectional else [])
-    weights = []
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        tensors = [getattr(rnn, name + suffix, None) for suffix in suffixes]
-        if any(t is None for t in tensors):  # bias=False
-            blocks = rnn.weight_hh_l0.shape[0]
-            tensors = [torch.zeros(blocks, dtype=rnn.weight_hh_l0.dtype, device=rnn.weight_hh_l0.device)] * len(suffixes)
-        weights.append(torch.stack([t.detach() for t in tensors]))
-    return tuple(weights)
+def layer_weights(flat_weights: list[Tensor], layer: int, num_layers: int, directions: int) -> list[Tensor]:
+    """`w_ih, w_hh, b_ih, b_hh` of one layer, stacked over directions: `(directions, blocks * hidden, ·)`.
+
+    `flat_weights` is a fused module's `_flat_weights`: per layer and direction, `w_ih, w_hh` and, with
+    biases, `b_ih, b_hh`. Reading that list (not the named parameters) keeps this TorchScript-compatible,
+    so a scripted bundle replays its own weights without a copy of them."""
+    per = len(flat_weights) // (num_layers * directions)
+    stacked: list[Tensor] = []
+    for k in range(4):
+        tensors: list[Tensor] = []
+        for direction in range(directions):
+            index = (layer * directions + direction) * per + k
+            if k < per:
+                tensors.append(flat_weights[index].detach())
+            else:  # bias=False: a zero bias of the recurrent weights' height
+                w_hh = flat_weights[(layer * directions + direction) * per + 1]
+                tensors.append(torch.zeros(w_hh.shape[0], dtype=w_hh.dtype, device=w_hh.device))
+        stacked.append(torch.stack(tensors))
+    return stacked
+
+
+def direction_weights(rnn: nn.RNNBase, layer: int) -> list[Tensor]:
+    """`layer_weights` of a fused module's layer `layer`."""
+    return layer_weights(rnn._flat_weights, layer, rnn.num_layers, 2 if rnn.bidirectional else 1)
 
 
 def cell_of(rnn: nn.RNNBase) -> str:
@@ -86,29 +99,28 @@ def reading_order(x: torch.Tensor, lengths: torch.Tensor, directions: int) -> to
 
 
 def text_order(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """`(directions, batch, time, ·)` in reading order -> the same in text order (undo the reversal)."""
+    """`(directions, batch, time, features)` in reading order -> the same in text order (undo the reversal)."""
     if x.shape[0] == 1:
         return x
-    index = reversal_index(lengths, x.shape[2])
-    index = index.view(*index.shape, *([1] * (x.dim() - 3))).expand_as(x[1])
+    index = reversal_index(lengths, x.shape[2])[:, :, None].expand_as(x[1])
     return torch.stack([x[0], x[1].gather(1, index)])
 
 
-@torch.no_grad()
-def replay_layer(cell: str, inputs: torch.Tensor, lengths: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+def replay_layer(cell: str, inputs: Tensor, lengths: Tensor, weights: list[Tensor]) -> dict[str, Tensor]:
     """Run one (possibly bidirectional) layer step by step.
 
     Args:
         cell: `rnn`, `lstm` or `gru`.
         inputs: `(directions, batch, time, input)` in each direction's reading order, right-padded.
         lengths: `(batch,)` true lengths.
-        weights: `direction_weights` of the layer.
+        weights: `layer_weights` of the layer.
 
     Returns the recorded states `(directions, batch, time, hidden)` in READING order, zero at padding.
     """
-    w_ih, w_hh, b_ih, b_hh = weights
-    directions, batch, time, _ = inputs.shape
+    w_ih, w_hh, b_ih, b_hh = weights[0], weights[1], weights[2], weights[3]
+    directions, batch, time = inputs.shape[0], inputs.shape[1], inputs.shape[2]
     hidden = w_hh.shape[-1]
+    inputs = inputs.detach()
     # Input projections of every step at once; only the recurrent product stays in the loop. The loop
     # keeps as few tensor operations per step as it can: at one review, their overhead is the cost.
     projected = torch.matmul(inputs, w_ih.transpose(1, 2)[:, None]) + b_ih[:, None, None, :]
@@ -120,7 +132,10 @@ def replay_layer(cell: str, inputs: torch.Tensor, lengths: torch.Tensor, weights
     c = torch.zeros_like(h)
     # Past a review's end the state runs on over padding; nothing reads it: records there are zeroed
     # below and final states are read at each review's last step, so no per-step masking is needed.
-    record: dict[str, list[torch.Tensor]] = {"h": [], "gates": [], "extra": [], "c": []}
+    hs: list[Tensor] = []
+    gate_record: list[Tensor] = []
+    extra: list[Tensor] = []
+    cs: list[Tensor] = []
     for t in range(time):
         if cell == "lstm":
             gates = torch.baddbmm(projected[:, :, t], h, w_hh_t)
@@ -128,34 +143,57 @@ def replay_layer(cell: str, inputs: torch.Tensor, lengths: torch.Tensor, weights
             g = gates[..., 2 * hidden : 3 * hidden].tanh()
             c = torch.addcmul(sigmoids[..., hidden : 2 * hidden] * c, sigmoids[..., :hidden], g)
             h = sigmoids[..., 3 * hidden :] * c.tanh()
-            record["gates"].append(sigmoids)
-            record["extra"].append(g)
-            record["c"].append(c)
+            gate_record.append(sigmoids)
+            extra.append(g)
+            cs.append(c)
         elif cell == "gru":
             x = projected[:, :, t]
             recurrent = torch.baddbmm(b_hh, h, w_hh_t)
             rz = (x[..., : 2 * hidden] + recurrent[..., : 2 * hidden]).sigmoid()
             n = torch.addcmul(x[..., 2 * hidden :], rz[..., :hidden], recurrent[..., 2 * hidden :]).tanh()
             h = torch.lerp(n, h, rz[..., hidden:])  # (1 - z) * n + z * h
-            record["gates"].append(rz)
-            record["extra"].append(n)
+            gate_record.append(rz)
+            extra.append(n)
         else:
             h = torch.baddbmm(projected[:, :, t], h, w_hh_t).tanh()
-        record["h"].append(h)
+        hs.append(h)
     valid = torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
     mask = valid[None, :, :, None].to(inputs.dtype)  # (1, batch, time, 1)
-    stacked = {name: torch.stack(values, dim=2) * mask for name, values in record.items() if values}
-    states = {"h": stacked["h"]}
+    states = {"h": torch.stack(hs, dim=2) * mask}
     if cell == "lstm":
-        i, f, _, o = stacked["gates"].chunk(4, dim=-1)
-        states.update(c=stacked["c"], i=i, f=f, g=stacked["extra"], o=o)
+        i, f, _, o = (torch.stack(gate_record, dim=2) * mask).chunk(4, dim=-1)
+        states["c"] = torch.stack(cs, dim=2) * mask
+        states["i"], states["f"], states["o"] = i, f, o
+        states["g"] = torch.stack(extra, dim=2) * mask
     elif cell == "gru":
-        r, z = stacked["gates"].chunk(2, dim=-1)
-        states.update(r=r, z=z, n=stacked["extra"])
+        r, z = (torch.stack(gate_record, dim=2) * mask).chunk(2, dim=-1)
+        states["r"], states["z"] = r, z
+        states["n"] = torch.stack(extra, dim=2) * mask
     return states
 
 
-def replay(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> list[LayerTrace]:
+def replay_stack(cell: str, flat_weights: list[Tensor], num_layers: int, directions: int, inputs: Tensor, lengths: Tensor) -> list[dict[str, Tensor]]:
+    """Replay every layer of a fused module given by its `_flat_weights` on `inputs` `(batch, time,
+    input_size)` (right-padded, batch first) with `lengths` `(batch,)`, from a zero initial state.
+
+    One dict of states per layer, bottom first, each `(directions, batch, time, hidden)` in TEXT order
+    (step `t` of the backward direction is the state after it read token `t`), zero at padding.
+    TorchScript-compatible: bundles script it into their `explain` method."""
+    lengths = lengths.to(inputs.device)
+    traces: list[dict[str, Tensor]] = []
+    layer_input = inputs
+    for layer in range(num_layers):
+        weights = layer_weights(flat_weights, layer, num_layers, directions)
+        states = replay_layer(cell, reading_order(layer_input, lengths, directions), lengths, weights)
+        in_text_order: dict[str, Tensor] = {}
+        for name, value in states.items():
+            in_text_order[name] = text_order(value, lengths)
+        traces.append(in_text_order)
+        layer_input = torch.cat(in_text_order["h"].unbind(0), dim=-1)
+    return traces
+
+
+def replay(rnn: nn.RNNBase, inputs: Tensor, lengths: Tensor) -> list[LayerTrace]:
     """Replay a fused module on `inputs` `(batch, time, input_size)` (right-padded, `batch_first`) with
     `lengths` `(batch,)`, from a zero initial state (as sentikit's encoder runs it). One `LayerTrace` per
     layer, bottom first; the top layer's `outputs` equal the fused module's padded outputs."""
@@ -163,23 +201,18 @@ def replay(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> list
     if not rnn.batch_first:
         raise ValueError("replay expects a batch_first module, as sentikit's encoder builds")
     directions = 2 if rnn.bidirectional else 1
-    lengths = lengths.to(inputs.device)
-    traces, layer_input = [], inputs
-    for layer in range(rnn.num_layers):
-        states = replay_layer(cell, reading_order(layer_input, lengths, directions), lengths, direction_weights(rnn, layer))
-        trace = LayerTrace(cell, {name: text_order(value, lengths) for name, value in states.items()})
-        traces.append(trace)
-        layer_input = trace.outputs
-    return traces
+    with torch.no_grad():
+        traces = replay_stack(cell, rnn._flat_weights, rnn.num_layers, directions, inputs, lengths)
+    return [LayerTrace(cell, states) for states in traces]
 
 
-def final_index(lengths: torch.Tensor, directions: int) -> torch.Tensor:
+def final_index(lengths: Tensor, directions: int) -> Tensor:
     """`(directions, batch)`: the text position of each direction's last step (the end, or the start)."""
     last = lengths - 1
     return torch.stack([last, torch.zeros_like(last)])[:directions]
 
 
-def at_final_step(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def at_final_step(x: Tensor, lengths: Tensor) -> Tensor:
     """`(directions, batch, time, hidden)` in text order -> `(directions, batch, hidden)` at each direction's final step."""
     index = final_index(lengths, x.shape[0])[:, :, None, None].expand(-1, -1, 1, x.shape[-1])
     return x.gather(2, index).squeeze(2)
@@ -197,41 +230,44 @@ class FinalStateSplit:
     non-linearity, `o_T * (tanh(S_t) - tanh(S_{t-1}))` with `S_t` the sum of the writes up to `t`
     (Murdoch & Szlam 2017)."""
 
-    writes: torch.Tensor
-    parts: torch.Tensor
+    writes: Tensor
+    parts: Tensor
 
 
-def final_state_split(trace: LayerTrace, lengths: torch.Tensor) -> FinalStateSplit:
-    """Split a gated layer's final state exactly into per-step parts (LSTM and GRU; a plain RNN has no
-    such split and raises `ValueError`)."""
-    if trace.cell not in ("lstm", "gru"):
-        raise ValueError(f"a {trace.cell} layer has no gates whose writes add up to its final state")
-    s = trace.states
-    directions = s["h"].shape[0]
-    # Work in reading order, where "later" is "further along the time axis" for both directions.
-    read = {name: reading_order_stacked(value, lengths) for name, value in s.items()}
-    time = read["h"].shape[2]
+def split_final_state(cell: str, states: dict[str, Tensor], lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """`(writes, parts)` of `FinalStateSplit` for one layer's `states` (text order), TorchScript-compatible.
+    A plain RNN has no such split and raises `ValueError`."""
+    if cell != "lstm" and cell != "gru":
+        raise ValueError("a " + cell + " layer has no gates whose writes add up to its final state")
+    # Work in reading order, where "later" is "further along the time axis" for both directions (the
+    # reversal within each length is its own inverse, so `text_order` also takes text to reading order).
+    directions, time = states["h"].shape[0], states["h"].shape[2]
     valid = (torch.arange(time, device=lengths.device)[None, :] < lengths[:, None])[None, :, :, None]
-    if trace.cell == "lstm":
-        keep, write = read["f"], read["i"] * read["g"]
+    if cell == "lstm":
+        keep = text_order(states["f"], lengths)
+        write = text_order(states["i"] * states["g"], lengths)
     else:
-        keep, write = read["z"], (1 - read["z"]) * read["n"]
+        z = text_order(states["z"], lengths)
+        keep, write = z, (1 - z) * text_order(states["n"], lengths)
     keep = torch.where(valid, keep, torch.ones_like(keep))
     # prod_{k > t} keep_k: an inclusive product from the end, shifted by one step.
     inclusive = keep.flip(2).cumprod(2).flip(2)
     after = torch.cat([inclusive[:, :, 1:], torch.ones_like(inclusive[:, :, :1])], dim=2)
     writes = after * write * valid
-    if trace.cell == "lstm":
+    if cell == "lstm":
         memory = writes.cumsum(2).tanh()
         steps = memory - torch.cat([torch.zeros_like(memory[:, :, :1]), memory[:, :, :-1]], dim=2)
-        last = (lengths - 1)[None, :, None, None].expand(directions, -1, 1, read["o"].shape[-1])
-        o_final = read["o"].gather(2, last)  # in reading order every direction ends at length - 1
+        o = text_order(states["o"], lengths)
+        last = (lengths - 1)[None, :, None, None].expand(directions, -1, 1, o.shape[-1])
+        o_final = o.gather(2, last)  # in reading order every direction ends at length - 1
         parts = o_final * steps * valid
     else:
         parts = writes
-    return FinalStateSplit(text_order(writes, lengths), text_order(parts, lengths))
+    return text_order(writes, lengths), text_order(parts, lengths)
 
 
-def reading_order_stacked(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """`(directions, batch, time, ·)` in text order -> reading order (the reversal is its own inverse)."""
-    return text_order(x, lengths)
+def final_state_split(trace: LayerTrace, lengths: Tensor) -> FinalStateSplit:
+    """Split a gated layer's final state exactly into per-step parts (LSTM and GRU; a plain RNN has no
+    such split and raises `ValueError`)."""
+    writes, parts = split_final_state(trace.cell, trace.states, lengths)
+    return FinalStateSplit(writes, parts)
