@@ -18,7 +18,8 @@ import warnings
 from pathlib import Path
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.callbacks import Callback, EarlyStopping, WeightAveraging
+from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -43,9 +44,18 @@ class SentikitCLI(LightningCLI):
         )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3})
+        # Optional: weight averaging (EMA or SWA); validation, test and checkpoints then see the average.
+        parser.add_lightning_class_args(WeightAveraging, "weight_averaging", subclass_mode=True, required=False)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list[Callback | None]) -> Trainer:
+        # An optional callback group that a config leaves out (`weight_averaging`) instantiates to None.
+        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None])
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        if self.subcommand != "fit":
+            # Averaging happens while training; the checkpoint already holds the averaged weights.
+            config.weight_averaging = None
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and config.data.tokenizer_file is None:
             if Path(ckpt_path).is_file():
