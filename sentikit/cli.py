@@ -6,8 +6,9 @@ and class names are linked from the data module, and a checkpoint given with `--
 own tokenizer and classes, so `sentikit test -c CONFIG --ckpt_path FILE` evaluates exactly what was
 trained.
 
-`sentikit explain ...` is not a training command and is handed to `explain_command.py` before
-LightningCLI parses anything; its errors are printed the same way.
+`sentikit explain`, `sentikit export` and `sentikit predict-file` are not training commands: they are
+handed to `explain_command.py` and `bundle_command.py` before LightningCLI parses anything, and their
+errors are printed the same way.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def main(args: list[str] | None = None) -> None:
             from sentikit.explain_command import explain_command
 
             explain_command(argv[1:])
+            return
+        if argv[:1] in (["export"], ["predict-file"]):
+            from sentikit.bundle_command import export_command, predict_file_command
+
+            (export_command if argv[0] == "export" else predict_file_command)(argv[1:])
             return
         SentikitCLI(
             SentimentClassifier,

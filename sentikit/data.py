@@ -309,7 +309,8 @@ class SentimentDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: what a checkpoint needs to be used on new text."""
-        return {"tokenizer": self.tokenizer.to_str(), "classes": self.classes, "max_length": self.max_length}
+        source = {"dataset": self.dataset, "dataset_config": self.dataset_config, "data_files": self.data_files}
+        return {"tokenizer": self.tokenizer.to_str(), "classes": self.classes, "max_length": self.max_length, "source": source}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = tokenizer_from_string(state["tokenizer"], "the checkpoint's tokenizer")

@@ -1,0 +1,260 @@
+"""Bundles: exported once, they predict and explain like the checkpoint, without sentikit, and refuse tampering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from sentikit.bundle import FORMAT_VERSION, export_bundle, load_bundle
+from sentikit.checkpoint import DATA_STATE_KEY, load_classifier
+from sentikit.errors import ConfigError
+from sentikit.explain import Explainer
+from sentikit.model import SentimentClassifier
+from sentikit.tokenizer import train_tokenizer
+
+from conftest import SST2
+
+TEXTS = ["a gripping , funny and wise film", "dull", "it is not the worst , but it is close to it ."]
+SHAPES = [(cell, bidirectional, layers) for cell in ("rnn", "lstm", "gru") for bidirectional in (False, True) for layers in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = pq.read_table(SST2 / "train.parquet").column("text").to_pylist()[:2000]
+    return train_tokenizer([texts], vocab_size=3000, min_frequency=1)
+
+
+def write_checkpoint(path: Path, tokenizer, cell: str = "gru", bidirectional: bool = True, num_layers: int = 1, seed: int = 0) -> Path:
+    """A checkpoint as `sentikit fit` writes it (the parts a bundle reads), for a randomly initialised model."""
+    torch.manual_seed(seed)
+    hyper = dict(
+        vocab_size=tokenizer.get_vocab_size(), label_names=["negative", "positive"], cell=cell, embedding_dim=12,
+        hidden_size=10, num_layers=num_layers, bidirectional=bidirectional,
+    )
+    model = SentimentClassifier(**hyper)
+    with torch.no_grad():  # random biases too, so that nothing is zero by luck
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": hyper,
+            "epoch": 3,
+            "global_step": 100,
+            DATA_STATE_KEY: {"tokenizer": tokenizer.to_str(), "classes": hyper["label_names"], "max_length": 32,
+                             "source": {"data_files": {"train": "train.parquet"}}},
+        },
+        path,
+    )
+    return path
+
+
+# Run in a fresh interpreter: only torch and tokenizers, and a check that sentikit never got imported.
+PLAIN_TORCH = r"""
+import json, sys, torch
+from tokenizers import Tokenizer
+jobs = json.load(open(sys.argv[1]))
+results = {}
+for name, folder in jobs["bundles"].items():
+    model = torch.jit.load(folder + "/model.pt")
+    tokenizer = Tokenizer.from_file(folder + "/tokenizer.json")
+    ids = [e.ids for e in tokenizer.encode_batch(jobs["texts"], add_special_tokens=False)]
+    lengths = torch.tensor([len(i) for i in ids])
+    token_ids = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+    for row, i in enumerate(ids):
+        token_ids[row, : len(i)] = torch.tensor(i)
+    readings = model.explain(token_ids, lengths)
+    results[name] = {
+        "logits": model(token_ids, lengths).tolist(),
+        "contributions": readings["contributions"].tolist() if "contributions" in readings else None,
+    }
+assert not any(m.startswith("sentikit") for m in sys.modules), "sentikit was imported"
+json.dump(results, open(sys.argv[2], "w"))
+"""
+
+
+def test_a_bundle_gives_the_checkpoint_s_logits_and_contributions_in_a_process_without_sentikit(tmp_path, tokenizer):
+    bundles, expected = {}, {}
+    for cell, bidirectional, layers in SHAPES:
+        name = f"{cell}-{'bi' if bidirectional else 'uni'}-{layers}"
+        ckpt = write_checkpoint(tmp_path / f"{name}.ckpt", tokenizer, cell, bidirectional, layers)
+        bundles[name] = str(export_bundle(ckpt, tmp_path / name))
+        loaded = load_classifier(ckpt)
+        explainer = Explainer(loaded.model, loaded.tokenizer, loaded.max_length)
+        token_ids, lengths, _ = load_bundle(bundles[name]).encode(TEXTS)
+        with torch.no_grad():
+            logits = loaded.model(token_ids, lengths)
+        contributions = explainer.token_contributions(token_ids, lengths) if explainer.exact else None
+        expected[name] = (logits, contributions)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"bundles": bundles, "texts": TEXTS}))
+    script = tmp_path / "plain_torch.py"
+    script.write_text(PLAIN_TORCH)
+    # cwd outside the repository, so that `import sentikit` could not even find the source tree
+    subprocess.run([sys.executable, str(script), str(jobs), str(tmp_path / "out.json")], check=True, cwd=tmp_path)
+    results = json.loads((tmp_path / "out.json").read_text())
+    for name, (logits, contributions) in expected.items():
+        torch.testing.assert_close(torch.tensor(results[name]["logits"]), logits, rtol=0, atol=1e-5)
+        if contributions is None:
+            assert results[name]["contributions"] is None, name
+        else:
+            torch.testing.assert_close(torch.tensor(results[name]["contributions"]), contributions, rtol=0, atol=1e-4)
+
+
+def test_a_bundle_explains_word_by_word_exactly_as_its_checkpoint(tmp_path, tokenizer):
+    ckpt = write_checkpoint(tmp_path / "lstm.ckpt", tokenizer, "lstm")
+    folder = export_bundle(ckpt, tmp_path / "bundle")
+    text = "a gripping , funny and wise film that never drags"
+    from_bundle = Explainer.from_bundle(folder).explain(text)
+    from_checkpoint = Explainer.from_checkpoint(ckpt).explain(text)
+    assert from_bundle["method"] == from_checkpoint["method"] == "gates"
+    assert [w["word"] for w in from_bundle["words"]] == [w["word"] for w in from_checkpoint["words"]]
+    for a, b in zip(from_bundle["words"], from_checkpoint["words"]):
+        assert a["contributions"] == pytest.approx(b["contributions"], abs=1e-5)
+        assert a["retention"] == pytest.approx(b["retention"], abs=1e-6)
+        assert a["memory"] == pytest.approx(b["memory"], rel=1e-4, abs=1e-6)
+
+
+def test_meta_json_describes_the_model_and_hashes_its_files(tmp_path, tokenizer):
+    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer, "gru"), tmp_path / "bundle")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["label_names"] == ["negative", "positive"] and meta["cell"] == "gru" and meta["max_length"] == 32
+    assert meta["training"]["data"] == {"data_files": {"train": "train.parquet"}}
+    assert meta["versions"]["torch"] == torch.__version__
+    assert set(meta["sha256"]) == {"model.pt", "tokenizer.json"}
+
+
+def test_a_zipped_bundle_loads_like_the_folder(tmp_path, tokenizer):
+    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in folder.iterdir():
+            z.write(file, f"bundle/{file.name}")
+    torch.testing.assert_close(load_bundle(archive).predict_proba(TEXTS), load_bundle(folder).predict_proba(TEXTS))
+
+
+def test_a_tampered_model_is_refused_before_it_is_loaded(tmp_path, tokenizer):
+    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
+    content = bytearray((folder / "model.pt").read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    (folder / "model.pt").write_bytes(bytes(content))
+    with pytest.raises(ConfigError, match="model.pt does not match the sha256"):
+        load_bundle(folder)
+
+
+def test_a_bundle_of_a_newer_format_is_refused_with_the_versions_named(tmp_path, tokenizer):
+    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=f"format version {FORMAT_VERSION + 1}, newer than this sentikit reads"):
+        load_bundle(folder)
+
+
+@pytest.mark.parametrize("damage, message", [("no meta", "has no meta.json"), ("bad json", "not valid JSON"), ("no tokenizer", "missing tokenizer.json")])
+def test_a_broken_bundle_is_a_clear_error(tmp_path, tokenizer, damage, message):
+    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
+    if damage == "no meta":
+        (folder / "meta.json").unlink()
+    elif damage == "bad json":
+        (folder / "meta.json").write_text("{not json")
+    else:
+        (folder / "tokenizer.json").unlink()
+    with pytest.raises(ConfigError, match=message):
+        load_bundle(folder)
+
+
+def test_export_never_replaces_a_bundle_without_force(tmp_path, tokenizer):
+    ckpt = write_checkpoint(tmp_path / "m.ckpt", tokenizer)
+    folder = export_bundle(ckpt, tmp_path / "bundle")
+    with pytest.raises(ConfigError, match="already exists; pass --force"):
+        export_bundle(ckpt, folder)
+    export_bundle(write_checkpoint(tmp_path / "other.ckpt", tokenizer, seed=1), folder, force=True)
+    assert not list(tmp_path.glob(".bundle.*")), "no staging folder left behind"
+
+
+# --- sentikit predict-file ------------------------------------------------------------------------------
+
+from conftest import write_table  # noqa: E402
+
+from sentikit.predict_file import iter_column_batches, predict_file  # noqa: E402
+
+REVIEWS = [{"review": t, "stars": i} for i, t in enumerate(TEXTS * 5)]  # 15 rows
+
+
+@pytest.fixture()
+def lstm_bundle(tmp_path, tokenizer):
+    return load_bundle(export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer, "lstm"), tmp_path / "bundle"))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_predict_file_writes_one_json_line_per_row_in_order(tmp_path, lstm_bundle, suffix):
+    source = write_table(tmp_path / f"reviews{suffix}", REVIEWS)
+    output = tmp_path / "predictions.jsonl"
+    rows = predict_file(lstm_bundle, source, output, text_column="review", batch_size=4, top_words=2, progress=False)
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert rows == len(lines) == len(REVIEWS)
+    assert [line["row"] for line in lines] == list(range(len(REVIEWS)))
+    expected = lstm_bundle.predict_proba([r["review"] for r in REVIEWS])
+    for line, p, review in zip(lines, expected, REVIEWS):
+        assert list(line["probabilities"]) == ["negative", "positive"]
+        assert list(line["probabilities"].values()) == pytest.approx(p.tolist(), abs=1e-6)
+        assert line["label"] == ["negative", "positive"][int(p.argmax())]
+        assert 1 <= len(line["top_words"]) <= 2 and all(word in review["review"].split() for word in line["top_words"])
+    assert not (tmp_path / "predictions.jsonl.partial").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_files_are_read_in_batches_of_bounded_size(tmp_path, suffix):
+    source = write_table(tmp_path / f"reviews{suffix}", REVIEWS)
+    sizes = [len(batch["review"]) for batch in iter_column_batches(source, ["review"], 4)]
+    assert sizes == [4, 4, 4, 3]
+
+
+def test_predict_file_never_overwrites_without_force(tmp_path, lstm_bundle):
+    source = write_table(tmp_path / "reviews.csv", REVIEWS)
+    output = tmp_path / "predictions.jsonl"
+    output.write_text("precious\n")
+    with pytest.raises(ConfigError, match="already exists; pass --force"):
+        predict_file(lstm_bundle, source, output, text_column="review", progress=False)
+    assert output.read_text() == "precious\n"
+    predict_file(lstm_bundle, source, output, text_column="review", force=True, progress=False)
+    assert len(output.read_text().splitlines()) == len(REVIEWS)
+
+
+def test_predict_file_names_a_missing_column_and_a_bad_row(tmp_path, lstm_bundle):
+    source = write_table(tmp_path / "reviews.csv", REVIEWS)
+    with pytest.raises(ConfigError, match="has no column 'text'; its columns are"):
+        predict_file(lstm_bundle, source, tmp_path / "out.jsonl", progress=False)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": 3}\n')
+    with pytest.raises(ConfigError, match="row 1 of column 'text' is int, not text"):
+        predict_file(lstm_bundle, bad, tmp_path / "out.jsonl", progress=False)
+
+
+@pytest.mark.slow
+def test_export_and_predict_file_through_the_command_line(tmp_path, tokenizer):
+    ckpt = write_checkpoint(tmp_path / "m.ckpt", tokenizer, "gru")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "sentikit", *args], capture_output=True, text=True)  # noqa: E731
+    exported = run("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "b"), "--validation", str(SST2 / "validation.parquet"))
+    assert exported.returncode == 0, exported.stderr
+    assert "accuracy on validation.parquet" in exported.stdout
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["validation"]["examples"] == 872 and 0 <= meta["validation"]["accuracy"] <= 1
+    source = write_table(tmp_path / "reviews.jsonl", [{"text": t} for t in TEXTS])
+    args = ("predict-file", "--bundle", str(tmp_path / "b"), "--input", source, "--output", str(tmp_path / "p.jsonl"), "--no-progress")
+    assert run(*args).returncode == 0
+    again = run(*args)
+    assert again.returncode == 2 and again.stderr.strip().startswith("sentikit: error:") and "Traceback" not in again.stderr
+    tampered = tmp_path / "b" / "tokenizer.json"
+    tampered.write_text(tampered.read_text().replace("film", "flim"))
+    refused = run("predict-file", "--bundle", str(tmp_path / "b"), "--input", source, "--output", str(tmp_path / "q.jsonl"))
+    assert refused.returncode == 2 and "tokenizer.json does not match the sha256" in refused.stderr
