@@ -3,10 +3,11 @@
     sentikit explain --ckpt best.ckpt --text "I expected to hate it, but it is wonderful"
     sentikit explain --ckpt best.ckpt --input reviews.jsonl --json    # one JSON line per review
     sentikit explain --ckpt best.ckpt --evaluate --limit 200          # the faithfulness table (Markdown)
+    sentikit explain --bundle data/bundles/sst2-gru --text "..."      # the same from an exported bundle
 
 A thin layer over `Explainer.explain` and `faithfulness.evaluate_faithfulness`. The training commands
-go through LightningCLI; this one reads no config, only a checkpoint (which carries its tokenizer, class
-names and maximum length), so it has its own small parser. Mistakes a user can make raise `ConfigError`
+go through LightningCLI; this one reads no config, only a checkpoint or a bundle (each carries its tokenizer,
+class names and maximum length), so it has its own small parser. Mistakes a user can make raise `ConfigError`
 or `FileNotFoundError`, which `cli.main` prints as one `sentikit: error:` line.
 """
 
@@ -29,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sentikit explain",
         description="Explain a sentiment checkpoint's predictions word by word, or measure the faithfulness of the explanations.",
     )
-    parser.add_argument("--ckpt", required=True, help="a sentikit checkpoint (.ckpt); it brings its own tokenizer")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--ckpt", help="a sentikit checkpoint (.ckpt); it brings its own tokenizer")
+    model.add_argument("--bundle", help="a bundle folder or .zip (sentikit export); explains with the bundle's own TorchScript code")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one review to explain")
     source.add_argument("--input", help="reviews to explain: .jsonl (one object with a 'text' key per line) or .txt (one review per line)")
@@ -109,7 +112,7 @@ def explain_command(argv: list[str]) -> None:
 
     from sentikit.explain import Explainer
 
-    explainer = Explainer.from_checkpoint(args.ckpt)
+    explainer = Explainer.from_checkpoint(args.ckpt) if args.ckpt else Explainer.from_bundle(args.bundle)
     if args.evaluate:
         from sentikit.faithfulness import evaluate_faithfulness
 
