@@ -68,13 +68,13 @@ def export_bundle(ckpt: str | Path, out: str | Path, force: bool = False, valida
     """Export a sentikit checkpoint to a bundle folder `out` (written under a temporary name and renamed
     into place, so a failed export leaves nothing half-made). `validation` (from `evaluate_bundle`) is
     recorded in `meta.json` when given. Returns the folder."""
-    from sentikit.checkpoint import load_classifier, read_checkpoint, read_checkpoint_extras
+    from sentikit.checkpoint import classifier_from_checkpoint, checkpoint_extras, read_checkpoint
 
     out = Path(out)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to replace it")
-    loaded = load_classifier(ckpt)
-    checkpoint, extras = read_checkpoint(ckpt), read_checkpoint_extras(ckpt)
+    checkpoint = read_checkpoint(ckpt)
+    loaded, extras = classifier_from_checkpoint(checkpoint, ckpt), checkpoint_extras(checkpoint, ckpt)
     portable = PortableClassifier.from_classifier(loaded.model)
     with warnings.catch_warnings():
         # torch 2.13 warns on every `torch.jit.script` call that TorchScript is deprecated; `export` says it
@@ -130,7 +130,6 @@ class Bundle:
     model: torch.jit.ScriptModule
     tokenizer: Tokenizer
     meta: dict[str, Any]
-    source: str
 
     @property
     def max_length(self) -> int:
@@ -205,7 +204,7 @@ def load_bundle(path: str | Path) -> Bundle:
         model = torch.jit.load(io.BytesIO(files["model.pt"]), map_location="cpu")
     except RuntimeError as error:
         raise ConfigError(f"{path}/model.pt is not a TorchScript module torch {torch.__version__} can load: {str(error).splitlines()[0]}") from None
-    return Bundle(model.eval(), tokenizer, meta, str(path))
+    return Bundle(model.eval(), tokenizer, meta)
 
 
 def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:

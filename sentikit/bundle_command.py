@@ -11,7 +11,6 @@ can make are printed by `cli.main` as one `sentikit: error:` line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

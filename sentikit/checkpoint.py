@@ -33,8 +33,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def read_checkpoint_extras(path: str | Path) -> dict[str, Any]:
-    """The data module's state in a checkpoint: the tokenizer (JSON text) and the label names."""
-    extras = read_checkpoint(path).get(DATA_STATE_KEY)
+    """The data module's state in a checkpoint file: the tokenizer (JSON text) and the label names."""
+    return checkpoint_extras(read_checkpoint(path), path)
+
+
+def checkpoint_extras(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The data module's state in a checkpoint already read from `path` (named in errors)."""
+    extras = checkpoint.get(DATA_STATE_KEY)
     if not isinstance(extras, dict) or "tokenizer" not in extras:
         raise ConfigError(f"{path} was not written by sentikit: it holds no tokenizer")
     return extras
@@ -52,10 +57,14 @@ class LoadedClassifier:
 def load_classifier(path: str | Path) -> LoadedClassifier:
     """Rebuild a `SentimentClassifier` from a sentikit checkpoint alone (no pickle, no data, no config):
     its saved hyper-parameters, weights, tokenizer and maximum length. In eval mode, on the CPU."""
+    return classifier_from_checkpoint(read_checkpoint(path), path)
+
+
+def classifier_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> LoadedClassifier:
+    """`load_classifier` for a checkpoint already read from `path` (named in errors)."""
     from sentikit.model import SentimentClassifier
 
-    checkpoint = read_checkpoint(path)
-    extras = read_checkpoint_extras(path)
+    extras = checkpoint_extras(checkpoint, path)
     hyper = checkpoint.get("hyper_parameters")
     if not isinstance(hyper, dict) or "vocab_size" not in hyper:
         raise ConfigError(f"{path} holds no sentikit model hyper-parameters")

@@ -154,7 +154,7 @@ class Explainer:
                 f"the gates split needs an LSTM or GRU read through its final state; this model is a "
                 f"{self.cell} with {self.model.pooling} pooling"
             )
-        return self.model.explain(ids, lengths)["contributions"]
+        return self.model.contributions(ids, lengths)
 
     def _report(self, text, encoded, logits, contributions, retention, memory, gates, method) -> dict[str, Any]:
         words = len(encoded.words)

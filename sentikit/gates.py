@@ -25,9 +25,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-# Gate names in the order PyTorch stacks their weight blocks.
-GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-
 
 @dataclass
 class LayerTrace:
@@ -63,11 +60,6 @@ def layer_weights(flat_weights: list[Tensor], layer: int, num_layers: int, direc
                 tensors.append(torch.zeros(w_hh.shape[0], dtype=w_hh.dtype, device=w_hh.device))
         stacked.append(torch.stack(tensors))
     return stacked
-
-
-def direction_weights(rnn: nn.RNNBase, layer: int) -> list[Tensor]:
-    """`layer_weights` of a fused module's layer `layer`."""
-    return layer_weights(rnn._flat_weights, layer, rnn.num_layers, 2 if rnn.bidirectional else 1)
 
 
 def cell_of(rnn: nn.RNNBase) -> str:

@@ -99,12 +99,24 @@ class PortableClassifier(nn.Module):
             for name, symbol in self.gate_names.items():
                 result["gate_" + name] = top[symbol].mean(-1).mean(0)
             if self.exact:
-                writes, parts = split_final_state(self.cell, top, lengths)
-                weight = self.head.weight.view(-1, self.directions, self.hidden_size).permute(1, 2, 0)  # (directions, hidden, classes)
-                result["contributions"] = torch.einsum("dbth,dhc->btc", parts, weight)
-                retention = writes.abs().sum(-1).sum(0)  # (batch, time)
-                result["retention"] = retention / retention.sum(-1, keepdim=True).clamp_min(1e-12)
+                result["contributions"], result["retention"] = self._split(top, lengths)
         return result
+
+    @torch.jit.export
+    def contributions(self, token_ids: Tensor, lengths: Tensor) -> Tensor:
+        """`(batch, time, classes)`: `explain`'s `contributions` alone (no forward pass, gate means or
+        traces kept), for callers that only rank tokens. Needs `self.exact`."""
+        with torch.no_grad():
+            embedded = self.embedding(token_ids)  # (batch, time, embedding)
+            traces = replay_stack(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
+            return self._split(traces[-1], lengths)[0]
+
+    def _split(self, top: dict[str, Tensor], lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The top layer's exact split: per-token logit parts `(batch, time, classes)` and retention `(batch, time)`."""
+        writes, parts = split_final_state(self.cell, top, lengths)
+        weight = self.head.weight.view(-1, self.directions, self.hidden_size).permute(1, 2, 0)  # (directions, hidden, classes)
+        retention = writes.abs().sum(-1).sum(0)  # (batch, time)
+        return torch.einsum("dbth,dhc->btc", parts, weight), retention / retention.sum(-1, keepdim=True).clamp_min(1e-12)
 
     @torch.jit.export
     def memory(self, token_ids: Tensor, lengths: Tensor, probes: Tensor) -> Tensor:
