@@ -4,7 +4,7 @@
 The models are untrained (embedding 128, hidden 256 per direction, a 20,000-word vocabulary): the
 time does not depend on what the weights learned. Per cell it reports, as the median of `--runs`:
 
-- trace: `gates.replay` of the fused module, step by step, recording every gate;
+- trace: `gates.replay` of the fused module, recording every gate at every step;
 - explain: `Explainer.explain(text, memory_probes=0)`: tokenization, the model's own logits, the
   replay, the word scores (gates split for LSTM/GRU, occlusion for the RNN) and the report;
 - + memory: the same with the memory-decay estimate (`memory_probes=32`, one batched backward pass).

@@ -1,13 +1,18 @@
 #!/usr/bin/env python
-"""Faithfulness of the word scores: deletion AOPC and cost per review, per checkpoint.
+"""Faithfulness of the word scores: deletion AOPC and cost per review, per model.
 
 Runs `sentikit.faithfulness.evaluate_faithfulness` (see its docstring for the definitions) on the
-first `--limit` reviews of a split and prints one Markdown table per checkpoint: the gates split
+first `--limit` reviews of a split and prints one Markdown table per model: the gates split
 (`contributions`), occlusion, gradient x input, Integrated Gradients (Captum, 50 steps) and a random
 ordering. Target (README): contribution AOPC >= 90% of IG's and >= 3x random's, at >= 20x lower cost.
 Costs are measured on one torch thread by default (`--threads`), one review at a time.
 
-    python benchmarks/faithfulness.py --ckpt lstm.ckpt --ckpt gru.ckpt --limit 872
+The models are the shipped LSTM and GRU bundles unless `--bundle` or `--ckpt` names others. A bundle
+runs its TorchScript code for every method (the gradient methods differentiate through it); a
+checkpoint runs the same code eagerly.
+
+    python benchmarks/faithfulness.py --limit 872  # the shipped bundles, all of SST-2 validation
+    python benchmarks/faithfulness.py --ckpt lstm.ckpt --ckpt gru.ckpt
     python benchmarks/faithfulness.py --quick      # CI: an untrained small LSTM and RNN built here, 5 reviews
 """
 
@@ -27,6 +32,7 @@ from sentikit.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO / "data" / "sst2"
+SHIPPED = [REPO / "data" / "bundles" / "sst2-lstm", REPO / "data" / "bundles" / "sst2-gru"]
 
 
 def untrained_explainers() -> dict[str, Explainer]:
@@ -44,6 +50,7 @@ def untrained_explainers() -> dict[str, Explainer]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", action="append", default=[], help="a sentikit checkpoint (repeat for several)")
+    parser.add_argument("--bundle", action="append", default=[], help="a bundle folder or .zip (repeat for several)")
     parser.add_argument("--split-file", default=str(SST2 / "validation.parquet"))
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--limit", type=int, default=200, help="the first N reviews (0: all)")
@@ -54,9 +61,10 @@ def main() -> None:
     if args.quick:
         explainers, limit = untrained_explainers(), 5
     else:
-        if not args.ckpt:
-            parser.error("give --ckpt (or --quick)")
-        explainers, limit = {path: Explainer.from_checkpoint(path) for path in args.ckpt}, args.limit or None
+        bundles = args.bundle or ([] if args.ckpt else [str(path) for path in SHIPPED])
+        explainers = {path: Explainer.from_checkpoint(path) for path in args.ckpt}
+        explainers.update({path: Explainer.from_bundle(path) for path in bundles})
+        limit = args.limit or None
     texts = pq.read_table(args.split_file, columns=[args.text_column]).column(args.text_column).to_pylist()
     for name, explainer in explainers.items():
         start = time.perf_counter()

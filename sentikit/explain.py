@@ -4,8 +4,9 @@
 
 - `label`, `probabilities`, `logits`, and `bias` (the head's bias: per-word contributions plus the bias
   give the logits exactly when `method` is `"gates"`);
-- `method`: `"gates"` for an LSTM or GRU read through its final state (the default pooling), where the
-  final state is a sum of one write per step and the logits split exactly over the words; `"occlusion"`
+- `method`: `"gates"` for an LSTM or GRU read through its final state (the default pooling), where each
+  word's input is carried through the gates, held at their values, to the logits, which split exactly
+  over the words (`contributions.py`); `"occlusion"`
   otherwise (the plain RNN, mean/max pooling): each word's contribution is the drop in the logits when it
   is left out, all variants run in one batch;
 - `words`: one entry per word of the input (`word`, `start`, `end` as character offsets into `text`),

@@ -9,13 +9,14 @@ equations of `../shared/REFERENCE.md` (PyTorch's conventions), recording per lay
   OLD state kept (`h_t = (1 - z_t) * n_t + z_t * h_{t-1}`); many articles call `1 - z` the update gate;
 - RNN: `h`.
 
-The replay is batched: both directions of a layer run in one loop (stacked along a leading
-dimension, the backward one on each review reversed within its own length), every step is a few
-batched matrix products, and the only Python loop is over time. Nothing of the model is changed.
+The replay is cheap: the fused kernel still runs the recurrence (on each direction alone, the
+backward one on each review reversed within its own length), and since every gate at step `t` depends
+only on `x_t` and `h_{t-1}`, all gates of all steps follow from its outputs in a few batched products.
+Nothing of the model is changed.
 
-Because the final memory is a sum of one write per step (`c_T = sum_t u_t` for the LSTM,
-`h_T = sum_t v_t` for the GRU), `final_state_split` cuts the final state, and with it the logits of a
-linear head, exactly into per-step parts.
+The final memory is a sum of one write per step (`c_T = sum_t u_t` for the LSTM, `h_T = sum_t v_t`
+for the GRU): `retained_writes` gives each step's write as it survives in it, which is what the
+explanations call retention. `contributions.py` splits the logits.
 """
 
 from __future__ import annotations
@@ -82,86 +83,124 @@ def reversal_index(lengths: torch.Tensor, time: int) -> torch.Tensor:
     return torch.where(steps < lengths, lengths - 1 - steps, steps)
 
 
+def reverse_backward(x: Tensor, index: Tensor) -> Tensor:
+    """`(directions, batch, time, ·)` with the backward direction (if any) reversed by `index`
+    (`reversal_index`): text order to reading order, and back."""
+    if x.shape[0] == 1:
+        return x
+    if bool((index[:, 0] == index.shape[1] - 1).all()):  # no review is padded: a plain flip, much cheaper than a gather
+        return torch.stack([x[0], x[1].flip(1)])
+    return torch.stack([x[0], x[1].gather(1, index[:, :, None].expand_as(x[1]))])
+
+
 def reading_order(x: torch.Tensor, lengths: torch.Tensor, directions: int) -> torch.Tensor:
     """`(batch, time, ·)` -> `(directions, batch, time, ·)`: as each direction reads it (backward: reversed)."""
-    if directions == 1:
-        return x[None]
-    index = reversal_index(lengths, x.shape[1])[..., None].expand_as(x)
-    return torch.stack([x, x.gather(1, index)])
+    return reverse_backward(x[None].expand(directions, -1, -1, -1), reversal_index(lengths, x.shape[1]))
 
 
 def text_order(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """`(directions, batch, time, features)` in reading order -> the same in text order (undo the reversal)."""
-    if x.shape[0] == 1:
-        return x
-    index = reversal_index(lengths, x.shape[2])[:, :, None].expand_as(x[1])
-    return torch.stack([x[0], x[1].gather(1, index)])
+    return reverse_backward(x, reversal_index(lengths, x.shape[2]))
 
 
-def replay_layer(cell: str, inputs: Tensor, lengths: Tensor, weights: list[Tensor]) -> dict[str, Tensor]:
-    """Run one (possibly bidirectional) layer step by step.
+def run_direction(cell: str, inputs: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    """The outputs `h` `(batch, time, hidden)` of ONE direction of one layer, from the fused kernel, on
+    right-padded `inputs` `(batch, time, input)` in its reading order from a zero state. Padding comes
+    after each review's steps, so it cannot reach them; the states past a review's end are junk."""
+    batch, hidden = inputs.shape[0], w_hh.shape[-1]
+    h0 = inputs.new_zeros(1, batch, hidden)
+    weights = [w_ih, w_hh, b_ih, b_hh]
+    if cell == "lstm":
+        outputs, _, _ = torch.lstm(inputs, [h0, h0], weights, True, 1, 0.0, False, False, True)
+    else:
+        outputs, _ = torch.rnn_tanh(inputs, h0, weights, True, 1, 0.0, False, False, True)
+    return outputs
+
+
+def replay_layer(cell: str, inputs: Tensor, mask: Tensor, weights: list[Tensor]) -> dict[str, Tensor]:
+    """Every gate of one (possibly bidirectional) layer at every step.
 
     Args:
         cell: `rnn`, `lstm` or `gru`.
         inputs: `(directions, batch, time, input)` in each direction's reading order, right-padded.
-        lengths: `(batch,)` true lengths.
+        mask: `(1, batch, time, 1)`: 1 at a review's steps, 0 at its padding.
         weights: `layer_weights` of the layer.
 
     Returns the recorded states `(directions, batch, time, hidden)` in READING order, zero at padding.
+
+    LSTM and RNN: the recurrence runs in the fused kernel, one direction at a time, which returns every
+    `h_t`. A gate at step `t` is a function of `x_t` and `h_{t-1}` alone, so with all of `h` known every
+    gate of every step comes out of two batched products; only the cell state needs a loop, one fused
+    multiply-add a step (`c_t = f_t * c_{t-1} + i_t * g_t`). GRU: on a CPU PyTorch's fused GRU has no
+    oneDNN kernel and is slower than a loop of a few batched operations per step (both directions at
+    once), so the GRU runs its equations here.
     """
     w_ih, w_hh, b_ih, b_hh = weights[0], weights[1], weights[2], weights[3]
-    directions, batch, time = inputs.shape[0], inputs.shape[1], inputs.shape[2]
+    directions = inputs.shape[0]
     hidden = w_hh.shape[-1]
     inputs = inputs.detach()
-    # Input projections of every step at once; only the recurrent product stays in the loop. The loop
-    # keeps as few tensor operations per step as it can: at one review, their overhead is the cost.
-    projected = torch.matmul(inputs, w_ih.transpose(1, 2)[:, None]) + b_ih[:, None, None, :]
-    if cell != "gru":  # the GRU needs b_hn inside the reset product, so it keeps b_hh apart
-        projected = projected + b_hh[:, None, None, :]
-    w_hh_t = w_hh.transpose(1, 2)  # (directions, hidden, blocks * hidden)
-    b_hh = b_hh[:, None, :]
-    h = inputs.new_zeros(directions, batch, hidden)
-    c = torch.zeros_like(h)
-    # Past a review's end the state runs on over padding; nothing reads it: records there are zeroed
-    # below and final states are read at each review's last step, so no per-step masking is needed.
-    hs: list[Tensor] = []
-    gate_record: list[Tensor] = []
-    extra: list[Tensor] = []
+    from_input = torch.matmul(inputs, w_ih.transpose(1, 2)[:, None]) + b_ih[:, None, None, :]  # (directions, batch, time, blocks * hidden)
+    if cell == "gru":
+        # (directions, hidden, ·), contiguous: a batched product would copy a transposed view at every step
+        w_rz, w_n = w_hh[:, : 2 * hidden].transpose(1, 2).contiguous(), w_hh[:, 2 * hidden :].transpose(1, 2).contiguous()
+        b_n = b_hh[:, None, 2 * hidden :]
+        rz_in = (from_input[..., : 2 * hidden] + b_hh[:, None, None, : 2 * hidden]).unbind(2)
+        n_in = from_input[..., 2 * hidden :].unbind(2)
+        h = inputs.new_zeros(directions, inputs.shape[1], hidden)
+        hs: list[Tensor] = []
+        rs: list[Tensor] = []
+        zs: list[Tensor] = []
+        ns: list[Tensor] = []
+        for t in range(len(n_in)):
+            rz = torch.baddbmm(rz_in[t], h, w_rz).sigmoid()
+            r, z = rz[..., :hidden], rz[..., hidden:]
+            n = torch.addcmul(n_in[t], r, torch.baddbmm(b_n, h, w_n)).tanh()
+            h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
+            hs.append(h)
+            rs.append(r)
+            zs.append(z)
+            ns.append(n)
+        return {"h": torch.stack(hs, 2) * mask, "r": torch.stack(rs, 2) * mask, "z": torch.stack(zs, 2) * mask, "n": torch.stack(ns, 2) * mask}
+    h = torch.stack([run_direction(cell, inputs[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d]) for d in range(directions)])
+    h = h * mask  # (directions, batch, time, hidden)
+    if cell == "rnn":
+        return {"h": h}
+    h_prev = torch.cat([torch.zeros_like(h[:, :, :1]), h[:, :, :-1]], dim=2)
+    gates = torch.baddbmm(from_input.flatten(1, 2), h_prev.flatten(1, 2), w_hh.transpose(1, 2)).view(from_input.shape)
+    gates = gates + b_hh[:, None, None, :]
+    i, f, o = gates[..., :hidden].sigmoid(), gates[..., hidden : 2 * hidden].sigmoid(), gates[..., 3 * hidden :].sigmoid()
+    g = gates[..., 2 * hidden : 3 * hidden].tanh()
+    c = torch.zeros_like(h[:, :, 0])
     cs: list[Tensor] = []
-    for t in range(time):
-        if cell == "lstm":
-            gates = torch.baddbmm(projected[:, :, t], h, w_hh_t)
-            sigmoids = gates.sigmoid()  # i, f, o (and a wasted g block: cheaper than three calls)
-            g = gates[..., 2 * hidden : 3 * hidden].tanh()
-            c = torch.addcmul(sigmoids[..., hidden : 2 * hidden] * c, sigmoids[..., :hidden], g)
-            h = sigmoids[..., 3 * hidden :] * c.tanh()
-            gate_record.append(sigmoids)
-            extra.append(g)
-            cs.append(c)
-        elif cell == "gru":
-            x = projected[:, :, t]
-            recurrent = torch.baddbmm(b_hh, h, w_hh_t)
-            rz = (x[..., : 2 * hidden] + recurrent[..., : 2 * hidden]).sigmoid()
-            n = torch.addcmul(x[..., 2 * hidden :], rz[..., :hidden], recurrent[..., 2 * hidden :]).tanh()
-            h = torch.lerp(n, h, rz[..., hidden:])  # (1 - z) * n + z * h
-            gate_record.append(rz)
-            extra.append(n)
-        else:
-            h = torch.baddbmm(projected[:, :, t], h, w_hh_t).tanh()
-        hs.append(h)
-    valid = torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
-    mask = valid[None, :, :, None].to(inputs.dtype)  # (1, batch, time, 1)
-    states = {"h": torch.stack(hs, dim=2) * mask}
-    if cell == "lstm":
-        i, f, _, o = (torch.stack(gate_record, dim=2) * mask).chunk(4, dim=-1)
-        states["c"] = torch.stack(cs, dim=2) * mask
-        states["i"], states["f"], states["o"] = i, f, o
-        states["g"] = torch.stack(extra, dim=2) * mask
-    elif cell == "gru":
-        r, z = (torch.stack(gate_record, dim=2) * mask).chunk(2, dim=-1)
-        states["r"], states["z"] = r, z
-        states["n"] = torch.stack(extra, dim=2) * mask
-    return states
+    for f_t, write_t in zip(f.unbind(2), (i * g).unbind(2)):
+        c = torch.addcmul(write_t, f_t, c)
+        cs.append(c)
+    return {"h": h, "c": torch.stack(cs, dim=2) * mask, "i": i * mask, "f": f * mask, "g": g * mask, "o": o * mask}
+
+
+def replay_reading(
+    cell: str, flat_weights: list[Tensor], num_layers: int, directions: int, inputs: Tensor, lengths: Tensor
+) -> tuple[list[list[Tensor]], list[Tensor], list[dict[str, Tensor]]]:
+    """`replay_stack` in READING order: per layer, bottom first, its `layer_weights`, its inputs
+    `(directions, batch, time, input)` as each direction reads them and its recorded states
+    (`replay_layer`). What `contributions.py` works on; `replay_stack` turns the states to text order."""
+    lengths = lengths.to(inputs.device)
+    time = inputs.shape[1]
+    index = reversal_index(lengths, time)
+    mask = (torch.arange(time, device=lengths.device)[None, :] < lengths[:, None])[None, :, :, None].to(inputs.dtype)
+    weights: list[list[Tensor]] = []
+    layer_inputs: list[Tensor] = []
+    layer_states: list[dict[str, Tensor]] = []
+    x = reverse_backward(inputs[None].expand(directions, -1, -1, -1), index)
+    for layer in range(num_layers):
+        weights.append(layer_weights(flat_weights, layer, num_layers, directions))
+        states = replay_layer(cell, x, mask, weights[layer])
+        layer_inputs.append(x)
+        layer_states.append(states)
+        # The next layer reads both directions' outputs at each text position, each in its reading order.
+        outputs = torch.cat(reverse_backward(states["h"], index).unbind(0), dim=-1)  # (batch, time, directions * hidden)
+        x = reverse_backward(outputs[None].expand(directions, -1, -1, -1), index)
+    return weights, layer_inputs, layer_states
 
 
 def replay_stack(cell: str, flat_weights: list[Tensor], num_layers: int, directions: int, inputs: Tensor, lengths: Tensor) -> list[dict[str, Tensor]]:
@@ -171,17 +210,19 @@ def replay_stack(cell: str, flat_weights: list[Tensor], num_layers: int, directi
     One dict of states per layer, bottom first, each `(directions, batch, time, hidden)` in TEXT order
     (step `t` of the backward direction is the state after it read token `t`), zero at padding.
     TorchScript-compatible: bundles script it into their `explain` method."""
-    lengths = lengths.to(inputs.device)
+    _, _, layer_states = replay_reading(cell, flat_weights, num_layers, directions, inputs, lengths)
+    return in_text_order(layer_states, lengths.to(inputs.device))
+
+
+def in_text_order(layer_states: list[dict[str, Tensor]], lengths: Tensor) -> list[dict[str, Tensor]]:
+    """`replay_reading`'s states, every one turned to text order."""
+    index = reversal_index(lengths, layer_states[0]["h"].shape[2])
     traces: list[dict[str, Tensor]] = []
-    layer_input = inputs
-    for layer in range(num_layers):
-        weights = layer_weights(flat_weights, layer, num_layers, directions)
-        states = replay_layer(cell, reading_order(layer_input, lengths, directions), lengths, weights)
-        in_text_order: dict[str, Tensor] = {}
+    for states in layer_states:
+        converted: dict[str, Tensor] = {}
         for name, value in states.items():
-            in_text_order[name] = text_order(value, lengths)
-        traces.append(in_text_order)
-        layer_input = torch.cat(in_text_order["h"].unbind(0), dim=-1)
+            converted[name] = reverse_backward(value, index)
+        traces.append(converted)
     return traces
 
 
@@ -210,30 +251,18 @@ def at_final_step(x: Tensor, lengths: Tensor) -> Tensor:
     return x.gather(2, index).squeeze(2)
 
 
-@dataclass
-class FinalStateSplit:
-    """The top layer's final state cut into one additive part per step, in text order.
+def retained_writes(cell: str, states: dict[str, Tensor], lengths: Tensor) -> Tensor:
+    """`(directions, batch, time, hidden)` in text order: what step `t` wrote that is still in the
+    final memory of one layer (`states` in text order), TorchScript-compatible.
 
-    `writes` `(directions, batch, time, hidden)`: what step `t` wrote that is still in the final memory
-    (LSTM: `u_t = prod_{k after t} f_k * i_t * g_t`, summing to the final cell state `c_T`; GRU:
-    `v_t = prod_{k after t} z_k * (1 - z_t) * n_t`, summing to `h_T`). "After" follows each direction's
-    reading order. `parts` `(directions, batch, time, hidden)` sum to the final hidden state `h_T`
-    exactly: for the GRU they are the writes; for the LSTM they telescope through the output
-    non-linearity, `o_T * (tanh(S_t) - tanh(S_{t-1}))` with `S_t` the sum of the writes up to `t`
-    (Murdoch & Szlam 2017)."""
-
-    writes: Tensor
-    parts: Tensor
-
-
-def split_final_state(cell: str, states: dict[str, Tensor], lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """`(writes, parts)` of `FinalStateSplit` for one layer's `states` (text order), TorchScript-compatible.
-    A plain RNN has no such split and raises `ValueError`."""
+    LSTM: `u_t = prod_{k after t} f_k * i_t * g_t`, which sum to the final cell state `c_T`; GRU:
+    `v_t = prod_{k after t} z_k * (1 - z_t) * n_t`, which sum to `h_T`. "After" follows each
+    direction's reading order. A plain RNN has no such split and raises `ValueError`."""
     if cell != "lstm" and cell != "gru":
         raise ValueError("a " + cell + " layer has no gates whose writes add up to its final state")
     # Work in reading order, where "later" is "further along the time axis" for both directions (the
     # reversal within each length is its own inverse, so `text_order` also takes text to reading order).
-    directions, time = states["h"].shape[0], states["h"].shape[2]
+    time = states["h"].shape[2]
     valid = (torch.arange(time, device=lengths.device)[None, :] < lengths[:, None])[None, :, :, None]
     if cell == "lstm":
         keep = text_order(states["f"], lengths)
@@ -245,21 +274,4 @@ def split_final_state(cell: str, states: dict[str, Tensor], lengths: Tensor) -> 
     # prod_{k > t} keep_k: an inclusive product from the end, shifted by one step.
     inclusive = keep.flip(2).cumprod(2).flip(2)
     after = torch.cat([inclusive[:, :, 1:], torch.ones_like(inclusive[:, :, :1])], dim=2)
-    writes = after * write * valid
-    if cell == "lstm":
-        memory = writes.cumsum(2).tanh()
-        steps = memory - torch.cat([torch.zeros_like(memory[:, :, :1]), memory[:, :, :-1]], dim=2)
-        o = text_order(states["o"], lengths)
-        last = (lengths - 1)[None, :, None, None].expand(directions, -1, 1, o.shape[-1])
-        o_final = o.gather(2, last)  # in reading order every direction ends at length - 1
-        parts = o_final * steps * valid
-    else:
-        parts = writes
-    return text_order(writes, lengths), text_order(parts, lengths)
-
-
-def final_state_split(trace: LayerTrace, lengths: Tensor) -> FinalStateSplit:
-    """Split a gated layer's final state exactly into per-step parts (LSTM and GRU; a plain RNN has no
-    such split and raises `ValueError`)."""
-    writes, parts = split_final_state(trace.cell, trace.states, lengths)
-    return FinalStateSplit(writes, parts)
+    return text_order(after * write * valid, lengths)

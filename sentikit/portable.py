@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from sentikit.encoder import RecurrentEncoder
-from sentikit.gates import replay_stack, split_final_state
+from sentikit.contributions import token_contributions
+from sentikit.gates import in_text_order, replay_reading, retained_writes
 
 if TYPE_CHECKING:
     from sentikit.model import SentimentClassifier
@@ -77,7 +78,8 @@ class PortableClassifier(nn.Module):
     def explain(self, token_ids: Tensor, lengths: Tensor) -> dict[str, Tensor]:
         """The prediction and what the gates did, per token. Keys:
 
-        - `logits` `(batch, classes)`: from the fused module, as `forward`;
+        - `logits` `(batch, classes)`: as `forward` (read off the replay's final states when the head reads
+          them, which spares a second pass through the fused module);
         - `gate_<name>` `(batch, time)`: each gate of the top layer (`input`/`forget`/`output` for the LSTM,
           `reset`/`update` for the GRU, PyTorch's conventions) averaged over units and directions;
         - `l<k>.<symbol>` `(directions, batch, time, hidden)`: the full trace of layer `k` (`h`, `c`, `i`, `f`,
@@ -90,8 +92,15 @@ class PortableClassifier(nn.Module):
         Padded positions are zero."""
         with torch.no_grad():
             embedded = self.embedding(token_ids)  # (batch, time, embedding)
-            result: dict[str, Tensor] = {"logits": self.head(self.encoder(embedded, lengths))}
-            traces = replay_stack(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
+            weights, layer_inputs, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
+            if self.pooling == "last":  # in reading order every direction's final state is at step length - 1
+                top_h = layer_states[-1]["h"]  # (directions, batch, time, hidden)
+                last = (lengths - 1).to(top_h.device)[None, :, None, None].expand(self.directions, -1, 1, self.hidden_size)
+                summary = torch.cat(top_h.gather(2, last).squeeze(2).unbind(0), dim=-1)  # (batch, directions * hidden)
+            else:
+                summary = self.encoder(embedded, lengths)
+            result: dict[str, Tensor] = {"logits": self.head(summary)}
+            traces = in_text_order(layer_states, lengths)
             for layer, states in enumerate(traces):
                 for symbol, value in states.items():
                     result["l" + str(layer) + "." + symbol] = value
@@ -99,7 +108,8 @@ class PortableClassifier(nn.Module):
             for name, symbol in self.gate_names.items():
                 result["gate_" + name] = top[symbol].mean(-1).mean(0)
             if self.exact:
-                result["contributions"], result["retention"] = self._split(top, lengths)
+                result["contributions"] = self._contributions(lengths, weights, layer_inputs, layer_states)
+                result["retention"] = self._retention(top, lengths)
         return result
 
     @torch.jit.export
@@ -108,15 +118,17 @@ class PortableClassifier(nn.Module):
         traces kept), for callers that only rank tokens. Needs `self.exact`."""
         with torch.no_grad():
             embedded = self.embedding(token_ids)  # (batch, time, embedding)
-            traces = replay_stack(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
-            return self._split(traces[-1], lengths)[0]
+            weights, layer_inputs, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
+            return self._contributions(lengths, weights, layer_inputs, layer_states)
 
-    def _split(self, top: dict[str, Tensor], lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """The top layer's exact split: per-token logit parts `(batch, time, classes)` and retention `(batch, time)`."""
-        writes, parts = split_final_state(self.cell, top, lengths)
-        weight = self.head.weight.view(-1, self.directions, self.hidden_size).permute(1, 2, 0)  # (directions, hidden, classes)
-        retention = writes.abs().sum(-1).sum(0)  # (batch, time)
-        return torch.einsum("dbth,dhc->btc", parts, weight), retention / retention.sum(-1, keepdim=True).clamp_min(1e-12)
+    def _contributions(self, lengths: Tensor, weights: List[List[Tensor]], layer_inputs: List[Tensor], layer_states: List[Dict[str, Tensor]]) -> Tensor:
+        """`(batch, time, classes)`: each token's exact part of the logits (`contributions.py`)."""
+        return token_contributions(self.cell, lengths, weights, layer_inputs, layer_states, self.head.weight.detach())
+
+    def _retention(self, top: Dict[str, Tensor], lengths: Tensor) -> Tensor:
+        """`(batch, time)`: each token's share of the top layer's final memory (`gates.retained_writes`)."""
+        retention = retained_writes(self.cell, top, lengths).abs().sum(-1).sum(0)
+        return retention / retention.sum(-1, keepdim=True).clamp_min(1e-12)
 
     @torch.jit.export
     def memory(self, token_ids: Tensor, lengths: Tensor, probes: Tensor) -> Tensor:

@@ -1,11 +1,11 @@
-"""The gate replay reproduces the fused modules, and the final state splits exactly into per-step writes."""
+"""The gate replay reproduces the fused modules and the cell equations, and the final memory splits exactly into per-step writes."""
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sentikit.gates import at_final_step, final_state_split, replay
+from sentikit.gates import at_final_step, replay, retained_writes
 
 MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 LENGTHS = torch.tensor([7, 3, 1, 5])  # a batch of different lengths, the longest first or not
@@ -48,26 +48,70 @@ def test_each_cell_records_its_own_gates_and_zero_at_padding(cell, gates):
         assert (value[:, 1, 3:] == 0).all()  # review 1 has 3 tokens
 
 
+def step_by_step(cell, rnn, x, length, reverse=False):
+    """The gates of a one-layer module's forward (or reverse) direction for one review, written out from
+    the equations one step at a time: an oracle that shares no code with `replay`."""
+    suffix = "_l0_reverse" if reverse else "_l0"
+    w_ih, w_hh = getattr(rnn, "weight_ih" + suffix), getattr(rnn, "weight_hh" + suffix)
+    b_ih, b_hh = getattr(rnn, "bias_ih" + suffix), getattr(rnn, "bias_hh" + suffix)
+    hidden = rnn.hidden_size
+    h, c, record = torch.zeros(hidden), torch.zeros(hidden), []
+    steps = range(length - 1, -1, -1) if reverse else range(length)
+    for t in steps:
+        a, b = w_ih @ x[t] + b_ih, w_hh @ h + b_hh
+        if cell == "lstm":
+            i, f, g, o = torch.sigmoid(a[:hidden] + b[:hidden]), torch.sigmoid(a[hidden : 2 * hidden] + b[hidden : 2 * hidden]), \
+                torch.tanh(a[2 * hidden : 3 * hidden] + b[2 * hidden : 3 * hidden]), torch.sigmoid(a[3 * hidden :] + b[3 * hidden :])
+            c = f * c + i * g
+            h = o * torch.tanh(c)
+            record.append({"i": i, "f": f, "g": g, "o": o, "c": c, "h": h})
+        elif cell == "gru":
+            r, z = torch.sigmoid(a[:hidden] + b[:hidden]), torch.sigmoid(a[hidden : 2 * hidden] + b[hidden : 2 * hidden])
+            n = torch.tanh(a[2 * hidden :] + r * b[2 * hidden :])
+            h = (1 - z) * n + z * h
+            record.append({"r": r, "z": z, "n": n, "h": h})
+        else:
+            h = torch.tanh(a + b)
+            record.append({"h": h})
+    if reverse:
+        record.reverse()  # text order
+    return {name: torch.stack([step[name] for step in record]) for name in record[0]}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_every_recorded_gate_follows_the_cell_equations_step_by_step(cell):
+    torch.manual_seed(1)
+    rnn = MODULES[cell](3, 5, bidirectional=True, batch_first=True)
+    x = torch.randn(4, 7, 3)
+    (trace,) = replay(rnn, x, LENGTHS)
+    with torch.no_grad():
+        for review, length in enumerate(LENGTHS.tolist()):
+            for direction in (0, 1):
+                expected = step_by_step(cell, rnn, x[review], length, reverse=direction == 1)
+                for name, value in expected.items():
+                    torch.testing.assert_close(trace.states[name][direction, review, :length], value, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_the_parts_sum_to_the_final_hidden_state(cell, num_layers, bidirectional):
+def test_the_retained_writes_sum_to_the_final_memory(cell, num_layers, bidirectional):
     torch.manual_seed(0)
     rnn = MODULES[cell](8, 16, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
     x = torch.randn(4, 7, 8)
     _, h_n, c_n = fused(rnn, x, LENGTHS)
-    split = final_state_split(replay(rnn, x, LENGTHS)[-1], LENGTHS)
+    trace = replay(rnn, x, LENGTHS)[-1]
+    writes = retained_writes(cell, trace.states, LENGTHS)
     directions = 2 if bidirectional else 1
-    torch.testing.assert_close(split.parts.sum(2), h_n[-directions:], rtol=0, atol=1e-5)
     memory = c_n[-directions:] if cell == "lstm" else h_n[-directions:]  # the writes sum to c_T (LSTM) or h_T (GRU)
-    torch.testing.assert_close(split.writes.sum(2), memory, rtol=0, atol=1e-5)
-    assert (split.parts[:, 1, 3:] == 0).all() and (split.writes[:, 1, 3:] == 0).all()
+    torch.testing.assert_close(writes.sum(2), memory, rtol=0, atol=1e-5)
+    assert (writes[:, 1, 3:] == 0).all()
 
 
-def test_a_plain_rnn_has_no_exact_split():
+def test_a_plain_rnn_has_no_retained_writes():
     (trace,) = replay(nn.RNN(3, 4, batch_first=True), torch.randn(1, 5, 3), torch.tensor([5]))
     with pytest.raises(ValueError, match="no gates"):
-        final_state_split(trace, torch.tensor([5]))
+        retained_writes("rnn", trace.states, torch.tensor([5]))
 
 
 # Hand-built cells: the inputs carry [is the first word, 1]; recurrent weights are zero, so every gate is
@@ -90,8 +134,8 @@ def hand_built(module, blocks: dict[str, tuple[float, float]]):
 
 
 def retention(rnn) -> torch.Tensor:
-    split = final_state_split(replay(rnn, FIRST_WORD, SIX)[0], SIX)
-    scores = split.writes.abs().sum(-1)[0, 0]
+    (trace,) = replay(rnn, FIRST_WORD, SIX)
+    scores = retained_writes(trace.cell, trace.states, SIX).abs().sum(-1)[0, 0]
     return scores / scores.sum()
 
 
