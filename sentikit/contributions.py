@@ -125,7 +125,7 @@ def token_contributions(
         else:
             r, z, n = states["r"], states["z"], states["n"]
             bias = b_in.transpose(1, 2) + r.flatten(1, 2) * b_state.transpose(1, 2)  # (directions, batch * time, hidden)
-            state_part = torch.baddbmm(b_state.transpose(1, 2), h_prev, w_state.transpose(1, 2)) - b_state.transpose(1, 2)
+            state_part = torch.bmm(h_prev, w_state.transpose(1, 2))  # W_hn h_{t-1}
             m = secant(n, (from_input + bias + r.flatten(1, 2) * state_part).view(n.shape))
             carry, scale, keep = m * (1 - z), r, z
         da = sweep(cell, incoming, w_state.contiguous(), per_class(carry, classes), per_class(scale, classes), per_class(keep, classes))

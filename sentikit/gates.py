@@ -1,4 +1,4 @@
-"""Replay a trained fused `nn.RNN` / `nn.LSTM` / `nn.GRU` step by step and record every gate.
+"""Read every gate of a trained fused `nn.RNN` / `nn.LSTM` / `nn.GRU` at every step of a review.
 
 Training and prediction run the fused modules, which are many times faster but expose nothing of
 what happens inside a step. To explain a review, the same weights are replayed here with the

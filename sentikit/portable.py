@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from sentikit.encoder import RecurrentEncoder
 from sentikit.contributions import token_contributions
-from sentikit.gates import in_text_order, replay_reading, retained_writes
+from sentikit.gates import at_final_step, in_text_order, replay_reading, retained_writes
 
 if TYPE_CHECKING:
     from sentikit.model import SentimentClassifier
@@ -93,14 +93,12 @@ class PortableClassifier(nn.Module):
         with torch.no_grad():
             embedded = self.embedding(token_ids)  # (batch, time, embedding)
             weights, layer_inputs, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
-            if self.pooling == "last":  # in reading order every direction's final state is at step length - 1
-                top_h = layer_states[-1]["h"]  # (directions, batch, time, hidden)
-                last = (lengths - 1).to(top_h.device)[None, :, None, None].expand(self.directions, -1, 1, self.hidden_size)
-                summary = torch.cat(top_h.gather(2, last).squeeze(2).unbind(0), dim=-1)  # (batch, directions * hidden)
+            traces = in_text_order(layer_states, lengths)
+            if self.pooling == "last":
+                summary = torch.cat(at_final_step(traces[-1]["h"], lengths).unbind(0), dim=-1)  # (batch, directions * hidden)
             else:
                 summary = self.encoder(embedded, lengths)
             result: dict[str, Tensor] = {"logits": self.head(summary)}
-            traces = in_text_order(layer_states, lengths)
             for layer, states in enumerate(traces):
                 for symbol, value in states.items():
                     result["l" + str(layer) + "." + symbol] = value
