@@ -5,7 +5,9 @@ Runs `sentikit.faithfulness.evaluate_faithfulness` (see its docstring for the de
 first `--limit` reviews of a split and prints one Markdown table per model: the gates split
 (`contributions`), occlusion, gradient x input, Integrated Gradients (Captum, 50 steps) and a random
 ordering. Target (README): contribution AOPC >= 90% of IG's and >= 3x random's, at >= 20x lower cost.
-Costs are measured on one torch thread by default (`--threads`), one review at a time.
+Costs are measured on one torch thread by default (`--threads`), both one review at a time and with
+the reviews scored in batches of 32 (`--batch-size`): the cost of explaining one review on its own,
+and the cost per review of scoring a dataset.
 
 The models are the shipped LSTM and GRU bundles unless `--bundle` or `--ckpt` names others. A bundle
 runs its TorchScript code for every method (the gradient methods differentiate through it); a
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--limit", type=int, default=200, help="the first N reviews (0: all)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, action="append", help="reviews scored at a time (repeat for several; default: 1 and 32)")
     parser.add_argument("--quick", action="store_true", help="no checkpoint: untrained small models, 5 reviews")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,11 +70,12 @@ def main() -> None:
         limit = args.limit or None
     texts = pq.read_table(args.split_file, columns=[args.text_column]).column(args.text_column).to_pylist()
     for name, explainer in explainers.items():
-        start = time.perf_counter()
-        report = evaluate_faithfulness(explainer, texts, max_reviews=limit)
-        print(f"## {name} ({explainer.cell}, {explainer.model.encoder.pooling} pooling)\n")
-        print(report.markdown())
-        print(f"\n(evaluated in {time.perf_counter() - start:.0f} s)\n")
+        for batch_size in args.batch_size or [1, 32]:
+            start = time.perf_counter()
+            report = evaluate_faithfulness(explainer, texts, max_reviews=limit, batch_size=batch_size)
+            print(f"## {name} ({explainer.cell}, {explainer.model.encoder.pooling} pooling), batches of {batch_size}\n")
+            print(report.markdown())
+            print(f"\n(evaluated in {time.perf_counter() - start:.0f} s)\n")
 
 
 if __name__ == "__main__":

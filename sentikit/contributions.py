@@ -57,23 +57,27 @@ def sweep(cell: str, incoming: Tensor, state_weight: Tensor, carry: Tensor, scal
             `r_t`, `z_t`.
 
     Returns `(time, directions, batch * classes, hidden)`: the sensitivity of the logits to what step `t`
-    put into its candidate's sum (`da_t` of the module docstring). The loop is four operations a step."""
+    put into its candidate's sum (`da_t` of the module docstring). The loop is three operations a step."""
     steps = incoming.unbind(0)
-    carry_t, scale_t, keep_t = carry.unbind(0), scale.unbind(0), keep.unbind(0)
+    carry_t = carry.unbind(0)
     dh = steps[-1]
-    dc = torch.zeros_like(dh)
     das: List[Tensor] = []
-    for t in range(len(steps) - 1, -1, -1):
-        before = steps[t - 1] if t > 0 else torch.zeros_like(dh)
-        if cell == "lstm":
-            dc = torch.addcmul(dc, carry_t[t], dh)
-            da = scale_t[t] * dc
-            dh = torch.baddbmm(before, da, state_weight)
-            dc = keep_t[t] * dc
-        else:
+    if cell == "lstm":
+        # one product gives both `da_t = scale_t dc_t` and `f_t dc_t`, the part of dc passed back a step
+        scale_keep = torch.stack([scale, keep], 1).unbind(0)  # per step (2, directions, batch * classes, hidden)
+        kept = torch.zeros_like(dh)
+        for t in range(len(steps) - 1, -1, -1):
+            da, kept = (torch.addcmul(kept, carry_t[t], dh) * scale_keep[t]).unbind(0)
+            if t > 0:
+                dh = torch.baddbmm(steps[t - 1], da, state_weight)
+            das.append(da)
+    else:
+        scale_t, keep_t = scale.unbind(0), keep.unbind(0)
+        for t in range(len(steps) - 1, -1, -1):
             da = carry_t[t] * dh
-            dh = torch.baddbmm(torch.addcmul(before, keep_t[t], dh), scale_t[t] * da, state_weight)
-        das.append(da)
+            if t > 0:
+                dh = torch.baddbmm(torch.addcmul(steps[t - 1], keep_t[t], dh), scale_t[t] * da, state_weight)
+            das.append(da)
     das.reverse()
     return torch.stack(das)
 
@@ -82,7 +86,7 @@ def token_contributions(
     cell: str,
     lengths: Tensor,
     weights: List[List[Tensor]],
-    layer_inputs: List[Tensor],
+    candidates: List[List[Tensor]],
     layer_states: List[Dict[str, Tensor]],
     head_weight: Tensor,
 ) -> Tensor:
@@ -92,7 +96,7 @@ def token_contributions(
     Args:
         cell: `lstm` or `gru`.
         lengths: `(batch,)`.
-        weights, layer_inputs, layer_states: `gates.replay_reading` of the review (reading order).
+        weights, candidates, layer_states: `gates.replay_reading` of the review (reading order).
         head_weight: `(classes, directions * hidden)`, reading the top layer's final states.
     """
     if cell != "lstm" and cell != "gru":
@@ -109,31 +113,26 @@ def token_contributions(
     incoming = incoming.reshape(time, directions, batch * classes, hidden)
     total = head_weight.new_zeros(directions, batch, time, classes)
     for layer in range(num_layers - 1, -1, -1):
-        x, states = layer_inputs[layer], layer_states[layer]
+        states = layer_states[layer]
+        from_input, candidate_sum = candidates[layer][0], candidates[layer][1]  # W x_t; the whole sum under the tanh
         w_ih, w_hh, b_ih, b_hh = weights[layer][0], weights[layer][1], weights[layer][2], weights[layer][3]
         # g (LSTM) and n (GRU) are the third block of the weights
         w_in, w_state = w_ih[:, 2 * hidden : 3 * hidden], w_hh[:, 2 * hidden : 3 * hidden]
-        b_in, b_state = b_ih[:, 2 * hidden : 3 * hidden, None], b_hh[:, 2 * hidden : 3 * hidden, None]
-        h = states["h"]
-        h_prev = torch.cat([torch.zeros_like(h[:, :, :1]), h[:, :, :-1]], dim=2).flatten(1, 2)  # (directions, batch * time, hidden)
-        from_input = torch.bmm(x.flatten(1, 2), w_in.transpose(1, 2))  # (directions, batch * time, hidden)
+        b_in, b_state = b_ih[:, None, None, 2 * hidden : 3 * hidden], b_hh[:, None, None, 2 * hidden : 3 * hidden]
         if cell == "lstm":
-            bias = (b_in + b_state).transpose(1, 2)  # (directions, 1, hidden)
+            bias = b_in + b_state  # (directions, 1, 1, hidden)
             i, g, c = states["i"], states["g"], states["c"]
-            m = secant(g, torch.baddbmm(from_input + bias, h_prev, w_state.transpose(1, 2)).view(g.shape))
-            carry, scale, keep = states["o"] * secant(c.tanh(), c), i * m, states["f"]
+            carry, scale, keep = states["o"] * secant(c.tanh(), c), i * secant(g, candidate_sum), states["f"]
         else:
             r, z, n = states["r"], states["z"], states["n"]
-            bias = b_in.transpose(1, 2) + r.flatten(1, 2) * b_state.transpose(1, 2)  # (directions, batch * time, hidden)
-            state_part = torch.bmm(h_prev, w_state.transpose(1, 2))  # W_hn h_{t-1}
-            m = secant(n, (from_input + bias + r.flatten(1, 2) * state_part).view(n.shape))
-            carry, scale, keep = m * (1 - z), r, z
+            bias = b_in + r * b_state  # (directions, batch, time, hidden)
+            carry, scale, keep = secant(n, candidate_sum) * (1 - z), r, z
         da = sweep(cell, incoming, w_state.contiguous(), per_class(carry, classes), per_class(scale, classes), per_class(keep, classes))
         da = da.view(time, directions, batch, classes, hidden).permute(1, 2, 0, 3, 4)  # (directions, batch, time, classes, hidden)
-        own = (from_input + bias if layer == 0 else bias.expand_as(from_input)).view(directions, batch, time, 1, hidden)
+        own = (from_input + bias if layer == 0 else bias.expand_as(from_input))[:, :, :, None]
         total = total + (da * own).sum(-1)  # layer 0's input is the token itself; above it, only the bias is the step's own
         if layer > 0:  # pass the share of x_t down, as the layer below's incoming sensitivities
-            to_input = torch.matmul(da, w_in[:, None, None])  # (directions, batch, time, classes, input)
+            to_input = torch.bmm(da.reshape(directions, batch * time * classes, hidden), w_in).view(directions, batch, time, classes, -1)
             to_input = reverse_backward(to_input.flatten(3), index).sum(0)  # text order, both directions of this layer
             below = to_input.view(batch, time, classes, directions, hidden).permute(3, 0, 1, 2, 4).flatten(3)
             below = reverse_backward(below, index).view(directions, batch, time, classes, hidden)  # each lower direction's reading order

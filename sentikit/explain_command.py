@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split-file", default=DEFAULT_SPLIT, help=f"--evaluate: parquet/csv/jsonl file of reviews (default {DEFAULT_SPLIT})")
     parser.add_argument("--text-column", default="text", help="--evaluate: the column holding the reviews")
     parser.add_argument("--limit", type=int, default=200, help="--evaluate: the first N reviews (0: all)")
+    parser.add_argument("--batch-size", type=int, default=1, help="--evaluate: reviews each method scores at a time (1: one review's cost)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); costs in --evaluate depend on it")
     return parser
 
@@ -102,8 +103,8 @@ def read_split_texts(path: str | Path, column: str, limit: int | None) -> list[s
 def explain_command(argv: list[str]) -> None:
     """Run `sentikit explain` with the arguments after `explain`."""
     args = build_parser().parse_args(argv)
-    if args.limit < 0 or args.memory_probes < 0 or (args.threads is not None and args.threads < 1):
-        raise ConfigError("--limit and --memory-probes must be >= 0 and --threads >= 1")
+    if args.limit < 0 or args.memory_probes < 0 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
+        raise ConfigError("--limit and --memory-probes must be >= 0, --batch-size and --threads >= 1")
     if args.text is not None and not args.text.strip():
         raise ConfigError("the text to explain is empty (--text)")
     reviews = read_reviews(args.input) if args.input else None  # check the input before loading a model
@@ -117,7 +118,7 @@ def explain_command(argv: list[str]) -> None:
         from sentikit.faithfulness import evaluate_faithfulness
 
         texts = read_split_texts(args.split_file, args.text_column, args.limit or None)
-        report = evaluate_faithfulness(explainer, texts)
+        report = evaluate_faithfulness(explainer, texts, batch_size=args.batch_size)
         print(json.dumps(report.to_dict()) if args.json else report.markdown())
         return
 

@@ -117,7 +117,7 @@ def run_direction(cell: str, inputs: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: T
     return outputs
 
 
-def replay_layer(cell: str, inputs: Tensor, mask: Tensor, weights: list[Tensor]) -> dict[str, Tensor]:
+def replay_layer(cell: str, inputs: Tensor, mask: Tensor, weights: list[Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Every gate of one (possibly bidirectional) layer at every step.
 
     Args:
@@ -126,7 +126,10 @@ def replay_layer(cell: str, inputs: Tensor, mask: Tensor, weights: list[Tensor])
         mask: `(1, batch, time, 1)`: 1 at a review's steps, 0 at its padding.
         weights: `layer_weights` of the layer.
 
-    Returns the recorded states `(directions, batch, time, hidden)` in READING order, zero at padding.
+    Returns the recorded states `(directions, batch, time, hidden)` in READING order, zero at padding,
+    and two parts of the candidate's pre-activation at every step (`g` of the LSTM, `n` of the GRU; empty
+    for the RNN), which `contributions.py` needs and which the replay computes anyway: the product with
+    the input `W_ig x_t` / `W_in x_t` (no bias) and the whole sum that the `tanh` squashes.
 
     LSTM and RNN: the recurrence runs in the fused kernel, one direction at a time, which returns every
     `h_t`. A gate at step `t` is a function of `x_t` and `h_{t-1}` alone, so with all of `h` known every
@@ -136,71 +139,80 @@ def replay_layer(cell: str, inputs: Tensor, mask: Tensor, weights: list[Tensor])
     once), so the GRU runs its equations here.
     """
     w_ih, w_hh, b_ih, b_hh = weights[0], weights[1], weights[2], weights[3]
-    directions = inputs.shape[0]
     hidden = w_hh.shape[-1]
     inputs = inputs.detach()
-    from_input = torch.matmul(inputs, w_ih.transpose(1, 2)[:, None]) + b_ih[:, None, None, :]  # (directions, batch, time, blocks * hidden)
+    directions, batch, time = inputs.shape[0], inputs.shape[1], inputs.shape[2]
+    # one product per direction over all steps of all reviews (a broadcast matmul would copy the weights per review)
+    input_product = torch.bmm(inputs.reshape(directions, batch * time, -1), w_ih.transpose(1, 2)).view(directions, batch, time, -1)
+    candidate_input = input_product[..., 2 * hidden : 3 * hidden]  # g and n are the third block
     if cell == "gru":
         # (directions, hidden, ·), contiguous: a batched product would copy a transposed view at every step
         w_rz, w_n = w_hh[:, : 2 * hidden].transpose(1, 2).contiguous(), w_hh[:, 2 * hidden :].transpose(1, 2).contiguous()
         b_n = b_hh[:, None, 2 * hidden :]
-        rz_in = (from_input[..., : 2 * hidden] + b_hh[:, None, None, : 2 * hidden]).unbind(2)
-        n_in = from_input[..., 2 * hidden :].unbind(2)
-        h = inputs.new_zeros(directions, inputs.shape[1], hidden)
+        rz_in = (input_product[..., : 2 * hidden] + (b_ih + b_hh)[:, None, None, : 2 * hidden]).unbind(2)
+        n_in = (candidate_input + b_ih[:, None, None, 2 * hidden :]).unbind(2)
+        h = inputs.new_zeros(directions, batch, hidden)
         hs: list[Tensor] = []
         rs: list[Tensor] = []
         zs: list[Tensor] = []
         ns: list[Tensor] = []
+        sums: list[Tensor] = []
         for t in range(len(n_in)):
             rz = torch.baddbmm(rz_in[t], h, w_rz).sigmoid()
             r, z = rz[..., :hidden], rz[..., hidden:]
-            n = torch.addcmul(n_in[t], r, torch.baddbmm(b_n, h, w_n)).tanh()
+            n_sum = torch.addcmul(n_in[t], r, torch.baddbmm(b_n, h, w_n))
+            n = n_sum.tanh()
             h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
             hs.append(h)
             rs.append(r)
             zs.append(z)
             ns.append(n)
-        return {"h": torch.stack(hs, 2) * mask, "r": torch.stack(rs, 2) * mask, "z": torch.stack(zs, 2) * mask, "n": torch.stack(ns, 2) * mask}
+            sums.append(n_sum)
+        states = {"h": torch.stack(hs, 2) * mask, "r": torch.stack(rs, 2) * mask, "z": torch.stack(zs, 2) * mask, "n": torch.stack(ns, 2) * mask}
+        return states, candidate_input, torch.stack(sums, 2)
     h = torch.stack([run_direction(cell, inputs[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d]) for d in range(directions)])
     h = h * mask  # (directions, batch, time, hidden)
     if cell == "rnn":
-        return {"h": h}
+        return {"h": h}, h[:, :, :0], h[:, :, :0]
     h_prev = torch.cat([torch.zeros_like(h[:, :, :1]), h[:, :, :-1]], dim=2)
-    gates = torch.baddbmm(from_input.flatten(1, 2), h_prev.flatten(1, 2), w_hh.transpose(1, 2)).view(from_input.shape)
-    gates = gates + b_hh[:, None, None, :]
-    i, f, o = gates[..., :hidden].sigmoid(), gates[..., hidden : 2 * hidden].sigmoid(), gates[..., 3 * hidden :].sigmoid()
+    both_biases = input_product + (b_ih + b_hh)[:, None, None, :]
+    gates = torch.baddbmm(both_biases.flatten(1, 2), h_prev.flatten(1, 2), w_hh.transpose(1, 2)).view(input_product.shape)
+    input_forget = gates[..., : 2 * hidden].sigmoid()
+    i, f, o = input_forget[..., :hidden], input_forget[..., hidden:], gates[..., 3 * hidden :].sigmoid()
     g = gates[..., 2 * hidden : 3 * hidden].tanh()
     c = torch.zeros_like(h[:, :, 0])
     cs: list[Tensor] = []
     for f_t, write_t in zip(f.unbind(2), (i * g).unbind(2)):
         c = torch.addcmul(write_t, f_t, c)
         cs.append(c)
-    return {"h": h, "c": torch.stack(cs, dim=2) * mask, "i": i * mask, "f": f * mask, "g": g * mask, "o": o * mask}
+    states = {"h": h, "c": torch.stack(cs, dim=2) * mask, "i": i * mask, "f": f * mask, "g": g * mask, "o": o * mask}
+    return states, candidate_input, gates[..., 2 * hidden : 3 * hidden]
 
 
 def replay_reading(
     cell: str, flat_weights: list[Tensor], num_layers: int, directions: int, inputs: Tensor, lengths: Tensor
-) -> tuple[list[list[Tensor]], list[Tensor], list[dict[str, Tensor]]]:
-    """`replay_stack` in READING order: per layer, bottom first, its `layer_weights`, its inputs
-    `(directions, batch, time, input)` as each direction reads them and its recorded states
-    (`replay_layer`). What `contributions.py` works on; `replay_stack` turns the states to text order."""
+) -> tuple[list[list[Tensor]], list[list[Tensor]], list[dict[str, Tensor]]]:
+    """`replay_stack` in READING order: per layer, bottom first, its `layer_weights`, the two parts of
+    its candidate's pre-activation (`replay_layer`: `[input product, whole sum]`, each `(directions,
+    batch, time, hidden)`) and its recorded states. What `contributions.py` works on; `replay_stack`
+    turns the states to text order."""
     lengths = lengths.to(inputs.device)
     time = inputs.shape[1]
     index = reversal_index(lengths, time)
     mask = (torch.arange(time, device=lengths.device)[None, :] < lengths[:, None])[None, :, :, None].to(inputs.dtype)
     weights: list[list[Tensor]] = []
-    layer_inputs: list[Tensor] = []
+    candidates: list[list[Tensor]] = []
     layer_states: list[dict[str, Tensor]] = []
     x = reverse_backward(inputs[None].expand(directions, -1, -1, -1), index)
     for layer in range(num_layers):
         weights.append(layer_weights(flat_weights, layer, num_layers, directions))
-        states = replay_layer(cell, x, mask, weights[layer])
-        layer_inputs.append(x)
+        states, candidate_input, candidate_sum = replay_layer(cell, x, mask, weights[layer])
+        candidates.append([candidate_input, candidate_sum])
         layer_states.append(states)
         # The next layer reads both directions' outputs at each text position, each in its reading order.
         outputs = torch.cat(reverse_backward(states["h"], index).unbind(0), dim=-1)  # (batch, time, directions * hidden)
         x = reverse_backward(outputs[None].expand(directions, -1, -1, -1), index)
-    return weights, layer_inputs, layer_states
+    return weights, candidates, layer_states
 
 
 def replay_stack(cell: str, flat_weights: list[Tensor], num_layers: int, directions: int, inputs: Tensor, lengths: Tensor) -> list[dict[str, Tensor]]:

@@ -92,7 +92,7 @@ class PortableClassifier(nn.Module):
         Padded positions are zero."""
         with torch.no_grad():
             embedded = self.embedding(token_ids)  # (batch, time, embedding)
-            weights, layer_inputs, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
+            weights, candidates, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
             traces = in_text_order(layer_states, lengths)
             if self.pooling == "last":
                 summary = torch.cat(at_final_step(traces[-1]["h"], lengths).unbind(0), dim=-1)  # (batch, directions * hidden)
@@ -106,7 +106,7 @@ class PortableClassifier(nn.Module):
             for name, symbol in self.gate_names.items():
                 result["gate_" + name] = top[symbol].mean(-1).mean(0)
             if self.exact:
-                result["contributions"] = self._contributions(lengths, weights, layer_inputs, layer_states)
+                result["contributions"] = self._contributions(lengths, weights, candidates, layer_states)
                 result["retention"] = self._retention(top, lengths)
         return result
 
@@ -116,12 +116,12 @@ class PortableClassifier(nn.Module):
         traces kept), for callers that only rank tokens. Needs `self.exact`."""
         with torch.no_grad():
             embedded = self.embedding(token_ids)  # (batch, time, embedding)
-            weights, layer_inputs, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
-            return self._contributions(lengths, weights, layer_inputs, layer_states)
+            weights, candidates, layer_states = replay_reading(self.cell, self.encoder.rnn._flat_weights, self.num_layers, self.directions, embedded, lengths)
+            return self._contributions(lengths, weights, candidates, layer_states)
 
-    def _contributions(self, lengths: Tensor, weights: List[List[Tensor]], layer_inputs: List[Tensor], layer_states: List[Dict[str, Tensor]]) -> Tensor:
+    def _contributions(self, lengths: Tensor, weights: List[List[Tensor]], candidates: List[List[Tensor]], layer_states: List[Dict[str, Tensor]]) -> Tensor:
         """`(batch, time, classes)`: each token's exact part of the logits (`contributions.py`)."""
-        return token_contributions(self.cell, lengths, weights, layer_inputs, layer_states, self.head.weight.detach())
+        return token_contributions(self.cell, lengths, weights, candidates, layer_states, self.head.weight.detach())
 
     def _retention(self, top: Dict[str, Tensor], lengths: Tensor) -> Tensor:
         """`(batch, time)`: each token's share of the top layer's final memory (`gates.retained_writes`)."""

@@ -15,8 +15,8 @@ LENGTHS = torch.tensor([7, 3, 1, 5])
 def split(rnn, head, x, lengths):
     directions = 2 if rnn.bidirectional else 1
     with torch.no_grad():
-        weights, inputs, states = replay_reading(rnn.mode.lower(), rnn._flat_weights, rnn.num_layers, directions, x, lengths)
-        return token_contributions(rnn.mode.lower(), lengths, weights, inputs, states, head.weight)
+        weights, candidates, states = replay_reading(rnn.mode.lower(), rnn._flat_weights, rnn.num_layers, directions, x, lengths)
+        return token_contributions(rnn.mode.lower(), lengths, weights, candidates, states, head.weight)
 
 
 def logits(rnn, head, x, lengths):
@@ -102,6 +102,6 @@ def test_lstm_credits_a_write_computed_from_the_state_to_the_word_that_left_the_
 
 def test_a_plain_rnn_has_no_gates_to_carry_writes_through():
     rnn, linear = nn.RNN(3, 4, batch_first=True), nn.Linear(4, 2)
-    weights, inputs, states = replay_reading("rnn", rnn._flat_weights, 1, 1, WORDS, FOUR)
+    weights, candidates, states = replay_reading("rnn", rnn._flat_weights, 1, 1, WORDS, FOUR)
     with pytest.raises(ValueError, match="no gates"):
-        token_contributions("rnn", FOUR, weights, inputs, states, linear.weight)
+        token_contributions("rnn", FOUR, weights, candidates, states, linear.weight)

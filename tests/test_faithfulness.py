@@ -17,7 +17,9 @@ from sentikit.faithfulness import (
     deletion_steps,
     deletion_variants,
     evaluate_faithfulness,
+    gradient_x_input_scores,
     integrated_gradients_scores,
+    occlusion_scores,
 )
 from sentikit.model import SentimentClassifier
 from sentikit.tokenizer import train_tokenizer
@@ -117,7 +119,7 @@ def test_contribution_scores_are_the_explainer_s_word_contributions_for_the_pred
     expected = torch.tensor([w["contributions"][c] - sum(w["contributions"]) / 2 for w in report["words"]])
     ids = ex.tokenizer.encode(text, add_special_tokens=False).ids
     review = Review(torch.tensor(ids), torch.arange(len(ids)), len(ids), c)  # word tokenizer: one token per word
-    torch.testing.assert_close(contribution_scores(ex, review).double(), expected.double(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(contribution_scores(ex, [review])[0].double(), expected.double(), rtol=0, atol=1e-5)
 
 
 def test_integrated_gradients_add_up_to_the_logit_change_from_the_all_zero_baseline():
@@ -128,7 +130,28 @@ def test_integrated_gradients_add_up_to_the_logit_change_from_the_all_zero_basel
         embedded = ex.model.embedding(ids[None])
         logit = ex.model.head(ex.model.encoder(embedded, torch.tensor([len(ids)])))[0, 1]
         baseline = ex.model.head(ex.model.encoder(torch.zeros_like(embedded), torch.tensor([len(ids)])))[0, 1]
-    assert float(integrated_gradients_scores(ex, review).sum()) == pytest.approx(float(logit - baseline), abs=1e-3)
+    assert float(integrated_gradients_scores(ex, [review])[0].sum()) == pytest.approx(float(logit - baseline), abs=1e-3)
+
+
+@pytest.mark.parametrize("scorer", [contribution_scores, occlusion_scores, gradient_x_input_scores, integrated_gradients_scores])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_method_scores_a_padded_batch_of_reviews_as_it_scores_each_alone(scorer, cell):
+    ex = explainer(cell)
+    reviews = []
+    for target, text in enumerate(CORPUS[:2] + SHORT_REVIEWS[:2]):  # 12, 12, 2 and 4 tokens
+        ids = torch.tensor(ex.tokenizer.encode(text, add_special_tokens=False).ids)
+        reviews.append(Review(ids, torch.arange(len(ids)), len(ids), target % 2))
+    batched = scorer(ex, reviews)
+    for review, scores in zip(reviews, batched):
+        torch.testing.assert_close(scores, scorer(ex, [review])[0], rtol=0, atol=1e-5)
+
+
+def test_the_batch_size_changes_the_cost_not_the_scores():
+    one = evaluate_faithfulness(explainer("lstm"), CORPUS + SHORT_REVIEWS, methods=["contributions", "gradient_x_input"])
+    three = evaluate_faithfulness(explainer("lstm"), CORPUS + SHORT_REVIEWS, methods=["contributions", "gradient_x_input"], batch_size=3)
+    assert (one.batch_size, three.batch_size) == (1, 3) and "batches of 3" in three.markdown()
+    for a, b in zip(one.rows, three.rows):
+        assert a.aopc == pytest.approx(b.aopc, abs=1e-6)
 
 
 def test_occlusion_is_the_best_first_deletion_on_reviews_of_at_most_five_words():
