@@ -6,6 +6,12 @@
       meta.json       format version, classes, cell and sizes, max length, training data and metrics,
                       versions, and the sha256 of the two files above
 
+`sentikit export --format exported` writes `model.pt2` instead: a `torch.export` program with forward only,
+for right-padded ids of exactly `meta["input_length"]` tokens (`exported.py` says why and how):
+
+    program = torch.export.load("bundles/sst2-gru/model.pt2").module()
+    logits = program(token_ids, lengths)               # token_ids padded to input_length
+
 The same folder zipped (`.zip`) loads too. Loading parses `meta.json` as data, refuses a newer format
 version, checks both hashes and only then hands `model.pt` to `torch.jit.load`, which runs no pickle
 code. A user without sentikit needs only torch and tokenizers:
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer
@@ -38,7 +44,8 @@ from sentikit.portable import PortableClassifier
 from sentikit.tokenizer import PAD_ID, tokenizer_from_string
 
 FORMAT_VERSION = 1
-FILES = ("model.pt", "tokenizer.json")
+ModelFormat = Literal["torchscript", "exported"]
+MODEL_FILES: dict[str, str] = {"torchscript": "model.pt", "exported": "model.pt2"}
 
 
 def sha256(content: bytes) -> str:
@@ -64,10 +71,20 @@ def checkpoint_summary(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def export_bundle(ckpt: str | Path, out: str | Path, force: bool = False, validation: dict[str, Any] | None = None) -> Path:
+def export_bundle(
+    ckpt: str | Path,
+    out: str | Path,
+    force: bool = False,
+    validation: dict[str, Any] | None = None,
+    model_format: ModelFormat = "torchscript",
+) -> Path:
     """Export a sentikit checkpoint to a bundle folder `out` (written under a temporary name and renamed
     into place, so a failed export leaves nothing half-made). `validation` (from `evaluate_bundle`) is
-    recorded in `meta.json` when given. Returns the folder."""
+    recorded in `meta.json` when given. `model_format`: `torchscript` (`model.pt`: forward and explain)
+    or `exported` (`model.pt2`, a `torch.export` program: forward only, fixed input length). Returns the
+    folder."""
+    if model_format not in MODEL_FILES:
+        raise ConfigError(f"unknown bundle format {model_format!r}; choose one of {list(MODEL_FILES)}")
     from sentikit.checkpoint import classifier_from_checkpoint, checkpoint_extras, read_checkpoint
 
     out = Path(out)
@@ -75,21 +92,27 @@ def export_bundle(ckpt: str | Path, out: str | Path, force: bool = False, valida
         raise ConfigError(f"{out} already exists; pass --force to replace it")
     checkpoint = read_checkpoint(ckpt)
     loaded, extras = classifier_from_checkpoint(checkpoint, ckpt), checkpoint_extras(checkpoint, ckpt)
-    portable = PortableClassifier.from_classifier(loaded.model)
-    with warnings.catch_warnings():
-        # torch 2.13 warns on every `torch.jit.script` call that TorchScript is deprecated; `export` says it
-        # once, in the command's output and the README, instead of from deep inside torch.
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated.*")
-        scripted = torch.jit.script(portable)
-    buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer)
-    model_bytes = buffer.getvalue()
+    if model_format == "exported":
+        from sentikit.exported import export_program
+
+        model_bytes = export_program(loaded.model.eval(), loaded.max_length)
+    else:
+        portable = PortableClassifier.from_classifier(loaded.model)
+        with warnings.catch_warnings():
+            # torch 2.13 warns on every `torch.jit.script` call that TorchScript is deprecated; `export` says
+            # it once, in the command's output and the README, instead of from deep inside torch.
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated.*")
+            scripted = torch.jit.script(portable)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+        model_bytes = buffer.getvalue()
+    model_file = MODEL_FILES[model_format]
     tokenizer_bytes = loaded.tokenizer.to_str().encode("utf-8")
     hparams = loaded.model.hparams
     meta = {
         "format": "sentikit-bundle",
         "format_version": FORMAT_VERSION,
-        "model_format": "torchscript",
+        "model_format": model_format,
         "label_names": list(loaded.model.label_names),
         "cell": hparams["cell"],
         "embedding_dim": hparams["embedding_dim"],
@@ -100,18 +123,19 @@ def export_bundle(ckpt: str | Path, out: str | Path, force: bool = False, valida
         "vocab_size": hparams["vocab_size"],
         "num_parameters": loaded.model.num_parameters,
         "max_length": loaded.max_length,
+        **({"input_length": loaded.max_length} if model_format == "exported" else {}),
         "pad_id": PAD_ID,
         "training": {"data": extras.get("source"), "checkpoint": Path(ckpt).name, **checkpoint_summary(checkpoint)},
         "validation": validation,
         "versions": {"sentikit": _sentikit_version(), "torch": torch.__version__},
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sha256": {"model.pt": sha256(model_bytes), "tokenizer.json": sha256(tokenizer_bytes)},
+        "sha256": {model_file: sha256(model_bytes), "tokenizer.json": sha256(tokenizer_bytes)},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
-        (staging / "model.pt").write_bytes(model_bytes)
+        (staging / model_file).write_bytes(model_bytes)
         (staging / "tokenizer.json").write_bytes(tokenizer_bytes)
         write_meta(staging, meta)
         if out.exists():
@@ -125,9 +149,10 @@ def export_bundle(ckpt: str | Path, out: str | Path, force: bool = False, valida
 
 @dataclass
 class Bundle:
-    """A loaded bundle: the scripted model (eval mode, CPU), its tokenizer and its `meta.json`."""
+    """A loaded bundle: the scripted model (eval mode, CPU; for an exported bundle, its program behind
+    `exported.PaddedProgram`, forward only), its tokenizer and its `meta.json`."""
 
-    model: torch.jit.ScriptModule
+    model: Any  # torch.jit.ScriptModule, or exported.PaddedProgram
     tokenizer: Tokenizer
     meta: dict[str, Any]
 
@@ -161,7 +186,7 @@ class Bundle:
 
 def _read_members(path: Path) -> dict[str, bytes]:
     """The bundle's files by name, from a folder or a `.zip` (whose files may sit in one top folder)."""
-    names = ("meta.json", *FILES)
+    names = ("meta.json", "tokenizer.json", *MODEL_FILES.values())
     if path.is_dir():
         return {name: (path / name).read_bytes() for name in names if (path / name).is_file()}
     try:
@@ -191,7 +216,11 @@ def load_bundle(path: str | Path) -> Bundle:
         raise ConfigError(
             f"{path} is a bundle of format version {found}, newer than this sentikit reads ({FORMAT_VERSION}); upgrade sentikit"
         )
-    for name in FILES:
+    model_format = meta.get("model_format", "torchscript")
+    if model_format not in MODEL_FILES:
+        raise ConfigError(f"{path}/meta.json names an unknown model format {model_format!r}; this sentikit reads {list(MODEL_FILES)}")
+    model_file = MODEL_FILES[model_format]
+    for name in (model_file, "tokenizer.json"):
         if name not in files:
             raise ConfigError(f"{path} is missing {name}")
         expected = (meta.get("sha256") or {}).get(name)
@@ -200,10 +229,18 @@ def load_bundle(path: str | Path) -> Bundle:
                 f"{path}/{name} does not match the sha256 recorded in meta.json: it was changed or corrupted after export"
             )
     tokenizer = tokenizer_from_string(files["tokenizer.json"].decode("utf-8"), f"{path}/tokenizer.json")
+    if model_format == "exported":
+        from sentikit.exported import PaddedProgram
+
+        try:
+            program = torch.export.load(io.BytesIO(files[model_file])).module()
+        except Exception as error:  # noqa: BLE001 - torch raises several types for an unreadable program
+            raise ConfigError(f"{path}/{model_file} is not a torch.export program torch {torch.__version__} can load: {str(error).splitlines()[0]}") from None
+        return Bundle(PaddedProgram(program, int(meta["input_length"]), int(meta.get("pad_id", PAD_ID))), tokenizer, meta)
     try:
-        model = torch.jit.load(io.BytesIO(files["model.pt"]), map_location="cpu")
+        model = torch.jit.load(io.BytesIO(files[model_file]), map_location="cpu")
     except RuntimeError as error:
-        raise ConfigError(f"{path}/model.pt is not a TorchScript module torch {torch.__version__} can load: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"{path}/{model_file} is not a TorchScript module torch {torch.__version__} can load: {str(error).splitlines()[0]}") from None
     return Bundle(model.eval(), tokenizer, meta)
 
 

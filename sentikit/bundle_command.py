@@ -18,29 +18,38 @@ from sentikit.errors import ConfigError
 
 
 def export_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="sentikit export", description="Export a checkpoint to a TorchScript bundle (model.pt, tokenizer.json, meta.json).")
+    parser = argparse.ArgumentParser(prog="sentikit export", description="Export a checkpoint to a bundle (model.pt or model.pt2, tokenizer.json, meta.json).")
     parser.add_argument("--ckpt", required=True, help="a sentikit checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="the bundle folder to write")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    parser.add_argument(
+        "--format", choices=("torchscript", "exported"), default="torchscript",
+        help="torchscript (default): model.pt, forward and explain, packed sequences; exported: model.pt2, a torch.export "
+        "program, forward only, every review padded to the max length (README: formats)",
+    )
     parser.add_argument("--validation", help="a labelled parquet/csv/jsonl file: the bundle's accuracy on it goes into meta.json")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     args = parser.parse_args(argv)
 
-    from sentikit.bundle import evaluate_bundle, export_bundle, load_bundle, write_meta
+    from sentikit.bundle import MODEL_FILES, evaluate_bundle, export_bundle, load_bundle, write_meta
 
-    out = export_bundle(args.ckpt, args.out, force=args.force)
+    out = export_bundle(args.ckpt, args.out, force=args.force, model_format=args.format)
     bundle = load_bundle(out)
     if args.validation:
         texts, labels = read_labelled(args.validation, args.text_column, args.label_column, bundle.label_names)
         bundle.meta["validation"] = {"file": Path(args.validation).name, **evaluate_bundle(bundle, texts, labels)}
         write_meta(out, bundle.meta)
-    sizes = {name: (out / name).stat().st_size for name in ("model.pt", "tokenizer.json", "meta.json")}
+    model_file = MODEL_FILES[args.format]
+    sizes = {name: (out / name).stat().st_size for name in (model_file, "tokenizer.json", "meta.json")}
     print(f"bundle written: {out} ({sum(sizes.values()) / 1e6:.1f} MB; {bundle.meta['cell']}, {bundle.meta['num_parameters']:,} parameters)")
     if bundle.meta.get("validation"):
         v = bundle.meta["validation"]
         print(f"accuracy on {v['file']}: {100 * v['accuracy']:.2f}% of {v['examples']}")
-    print("model.pt is TorchScript; torch 2.13 calls torch.jit.script deprecated, but it runs and loads unchanged (README: formats)")
+    if args.format == "torchscript":
+        print("model.pt is TorchScript; torch 2.13 calls torch.jit.script deprecated, but it runs and loads unchanged (README: formats)")
+    else:
+        print(f"model.pt2 is a torch.export program: forward only, token ids padded to {bundle.meta['input_length']} (README: formats)")
 
 
 def read_labelled(path: str, text_column: str, label_column: str, label_names: list[str]) -> tuple[list[str], list[int]]:

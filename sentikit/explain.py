@@ -110,6 +110,11 @@ class Explainer:
         from sentikit.bundle import load_bundle
 
         bundle = load_bundle(path)
+        if bundle.meta.get("model_format") == "exported":
+            raise ConfigError(
+                f"{path} is an exported bundle (model.pt2, forward only); explanations need a TorchScript bundle "
+                "(sentikit export without --format exported)"
+            )
         return cls(bundle.model, bundle.tokenizer, bundle.max_length)
 
     @property

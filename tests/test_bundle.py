@@ -31,12 +31,14 @@ def tokenizer():
     return train_tokenizer([texts], vocab_size=3000, min_frequency=1)
 
 
-def write_checkpoint(path: Path, tokenizer, cell: str = "gru", bidirectional: bool = True, num_layers: int = 1, seed: int = 0) -> Path:
+def write_checkpoint(
+    path: Path, tokenizer, cell: str = "gru", bidirectional: bool = True, num_layers: int = 1, seed: int = 0, pooling: str = "last"
+) -> Path:
     """A checkpoint as `sentikit fit` writes it (the parts a bundle reads), for a randomly initialised model."""
     torch.manual_seed(seed)
     hyper = dict(
         vocab_size=tokenizer.get_vocab_size(), label_names=["negative", "positive"], cell=cell, embedding_dim=12,
-        hidden_size=10, num_layers=num_layers, bidirectional=bidirectional,
+        hidden_size=10, num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
     )
     model = SentimentClassifier(**hyper)
     with torch.no_grad():  # random biases too, so that nothing is zero by luck
@@ -106,6 +108,65 @@ def test_a_bundle_gives_the_checkpoint_s_logits_and_contributions_in_a_process_w
             assert results[name]["contributions"] is None, name
         else:
             torch.testing.assert_close(torch.tensor(results[name]["contributions"]), contributions, rtol=0, atol=1e-4)
+
+
+# The exported format, in a fresh interpreter too: torch.export.load, ids padded to meta's input_length.
+PLAIN_EXPORTED = r"""
+import json, sys, torch
+from tokenizers import Tokenizer
+jobs = json.load(open(sys.argv[1]))
+results = {}
+for name, folder in jobs["bundles"].items():
+    program = torch.export.load(folder + "/model.pt2").module()
+    meta = json.load(open(folder + "/meta.json"))
+    tokenizer = Tokenizer.from_file(folder + "/tokenizer.json")
+    ids = [e.ids for e in tokenizer.encode_batch(jobs["texts"], add_special_tokens=False)]
+    token_ids = torch.full((len(ids), meta["input_length"]), meta["pad_id"], dtype=torch.long)
+    for row, i in enumerate(ids):
+        token_ids[row, : len(i)] = torch.tensor(i)
+    results[name] = program(token_ids, torch.tensor([len(i) for i in ids])).tolist()
+assert not any(m.startswith("sentikit") for m in sys.modules), "sentikit was imported"
+json.dump(results, open(sys.argv[2], "w"))
+"""
+
+
+def test_an_exported_program_gives_the_checkpoint_s_logits_in_a_process_without_sentikit(tmp_path, tokenizer):
+    shapes = [(cell, bidirectional, layers, "last") for cell, bidirectional, layers in SHAPES] + [("lstm", True, 1, "mean"), ("gru", True, 2, "max")]
+    bundles, expected = {}, {}
+    for cell, bidirectional, layers, pooling in shapes:
+        name = f"{cell}-{'bi' if bidirectional else 'uni'}-{layers}-{pooling}"
+        ckpt = write_checkpoint(tmp_path / f"{name}.ckpt", tokenizer, cell, bidirectional, layers, pooling=pooling)
+        bundles[name] = str(export_bundle(ckpt, tmp_path / name, model_format="exported"))
+        loaded = load_classifier(ckpt)
+        token_ids, lengths, _ = load_bundle(bundles[name]).encode(TEXTS)
+        with torch.no_grad():
+            expected[name] = loaded.model(token_ids, lengths)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"bundles": bundles, "texts": TEXTS}))
+    script = tmp_path / "plain_exported.py"
+    script.write_text(PLAIN_EXPORTED)
+    subprocess.run([sys.executable, str(script), str(jobs), str(tmp_path / "out.json")], check=True, cwd=tmp_path)
+    results = json.loads((tmp_path / "out.json").read_text())
+    for name, logits in expected.items():
+        torch.testing.assert_close(torch.tensor(results[name]), logits, rtol=0, atol=1e-5, msg=name)
+
+
+def test_an_exported_bundle_predicts_like_the_torchscript_one_and_says_it_cannot_explain(tmp_path, tokenizer):
+    ckpt = write_checkpoint(tmp_path / "m.ckpt", tokenizer, "lstm")
+    scripted = load_bundle(export_bundle(ckpt, tmp_path / "scripted"))
+    folder = export_bundle(ckpt, tmp_path / "exported", model_format="exported")
+    exported = load_bundle(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert (meta["model_format"], meta["input_length"], set(meta["sha256"])) == ("exported", 32, {"model.pt2", "tokenizer.json"})
+    assert not (folder / "model.pt").exists()
+    torch.testing.assert_close(exported.predict_proba(TEXTS), scripted.predict_proba(TEXTS), rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="exported bundle .* forward only"):
+        Explainer.from_bundle(folder)
+    with pytest.raises(ConfigError, match="top words need the gates' retention, which an exported bundle"):
+        predict_file(exported, tmp_path / "in.csv", tmp_path / "out.jsonl", "review", top_words=3)
+    (folder / "model.pt2").write_bytes((folder / "model.pt2").read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ConfigError, match="model.pt2 does not match the sha256"):
+        load_bundle(folder)
 
 
 def test_a_bundle_explains_word_by_word_exactly_as_its_checkpoint(tmp_path, tokenizer):
@@ -258,3 +319,11 @@ def test_export_and_predict_file_through_the_command_line(tmp_path, tokenizer):
     tampered.write_text(tampered.read_text().replace("film", "flim"))
     refused = run("predict-file", "--bundle", str(tmp_path / "b"), "--input", source, "--output", str(tmp_path / "q.jsonl"))
     assert refused.returncode == 2 and "tokenizer.json does not match the sha256" in refused.stderr
+
+    program = run("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "x"), "--format", "exported")
+    assert program.returncode == 0 and "model.pt2 is a torch.export program" in program.stdout, program.stderr
+    assert run("predict-file", "--bundle", str(tmp_path / "x"), "--input", source, "--output", str(tmp_path / "x.jsonl"), "--no-progress").returncode == 0
+    by_program = [json.loads(line)["probabilities"] for line in (tmp_path / "x.jsonl").read_text().splitlines()]
+    by_script = [json.loads(line)["probabilities"] for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    for a, b in zip(by_program, by_script):
+        assert a == pytest.approx(b, abs=1e-6)
