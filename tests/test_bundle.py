@@ -82,6 +82,16 @@ json.dump(results, open(sys.argv[2], "w"))
 """
 
 
+def without_sentikit(script: str, bundles: dict[str, str], tmp_path: Path) -> dict:
+    """Run `script` on `bundles` and `TEXTS` in a fresh interpreter whose working directory is outside the
+    repository (so that `import sentikit` could not even find the source tree); its JSON output."""
+    jobs, program, out = tmp_path / "jobs.json", tmp_path / "script.py", tmp_path / "out.json"
+    jobs.write_text(json.dumps({"bundles": bundles, "texts": TEXTS}))
+    program.write_text(script)
+    subprocess.run([sys.executable, str(program), str(jobs), str(out)], check=True, cwd=tmp_path)
+    return json.loads(out.read_text())
+
+
 def test_a_bundle_gives_the_checkpoint_s_logits_and_contributions_in_a_process_without_sentikit(tmp_path, tokenizer):
     bundles, expected = {}, {}
     for cell, bidirectional, layers in SHAPES:
@@ -95,13 +105,7 @@ def test_a_bundle_gives_the_checkpoint_s_logits_and_contributions_in_a_process_w
             logits = loaded.model(token_ids, lengths)
         contributions = explainer.token_contributions(token_ids, lengths) if explainer.exact else None
         expected[name] = (logits, contributions)
-    jobs = tmp_path / "jobs.json"
-    jobs.write_text(json.dumps({"bundles": bundles, "texts": TEXTS}))
-    script = tmp_path / "plain_torch.py"
-    script.write_text(PLAIN_TORCH)
-    # cwd outside the repository, so that `import sentikit` could not even find the source tree
-    subprocess.run([sys.executable, str(script), str(jobs), str(tmp_path / "out.json")], check=True, cwd=tmp_path)
-    results = json.loads((tmp_path / "out.json").read_text())
+    results = without_sentikit(PLAIN_TORCH, bundles, tmp_path)
     for name, (logits, contributions) in expected.items():
         torch.testing.assert_close(torch.tensor(results[name]["logits"]), logits, rtol=0, atol=1e-5)
         if contributions is None:
@@ -141,12 +145,7 @@ def test_an_exported_program_gives_the_checkpoint_s_logits_in_a_process_without_
         token_ids, lengths, _ = load_bundle(bundles[name]).encode(TEXTS)
         with torch.no_grad():
             expected[name] = loaded.model(token_ids, lengths)
-    jobs = tmp_path / "jobs.json"
-    jobs.write_text(json.dumps({"bundles": bundles, "texts": TEXTS}))
-    script = tmp_path / "plain_exported.py"
-    script.write_text(PLAIN_EXPORTED)
-    subprocess.run([sys.executable, str(script), str(jobs), str(tmp_path / "out.json")], check=True, cwd=tmp_path)
-    results = json.loads((tmp_path / "out.json").read_text())
+    results = without_sentikit(PLAIN_EXPORTED, bundles, tmp_path)
     for name, logits in expected.items():
         torch.testing.assert_close(torch.tensor(results[name]), logits, rtol=0, atol=1e-5, msg=name)
 
