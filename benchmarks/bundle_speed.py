@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 import torch
 
 from sentikit.bundle import Bundle, load_bundle
-from sentikit.model import SentimentClassifier
 from sentikit.portable import PortableClassifier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,14 +33,7 @@ SST2_VALIDATION = REPO / "data" / "sst2" / "validation.parquet"
 
 def eager_twin(bundle: Bundle) -> PortableClassifier:
     """The eager `PortableClassifier` with the bundle's weights."""
-    m = bundle.meta
-    model = SentimentClassifier(
-        m["vocab_size"], m["label_names"], cell=m["cell"], embedding_dim=m["embedding_dim"], hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"], bidirectional=m["bidirectional"], pooling=m["pooling"],
-    )
-    portable = PortableClassifier.from_classifier(model)
-    portable.load_state_dict(bundle.model.state_dict())
-    return portable.eval()
+    return PortableClassifier.from_classifier(bundle.eager_classifier()).eval()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -29,8 +29,6 @@ import torch
 
 from sentikit.bundle import load_bundle
 from sentikit.exported import PaddedProgram, export_program
-from sentikit.model import SentimentClassifier
-from sentikit.portable import PortableClassifier
 from sentikit.tokenizer import PAD_ID
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,13 +38,7 @@ SST2_VALIDATION = REPO / "data" / "sst2" / "validation.parquet"
 
 def program_of(bundle) -> PaddedProgram:
     """The exported program of a TorchScript bundle's weights."""
-    m = bundle.meta
-    model = SentimentClassifier(
-        m["vocab_size"], m["label_names"], cell=m["cell"], embedding_dim=m["embedding_dim"], hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"], bidirectional=m["bidirectional"], pooling=m["pooling"],
-    )
-    PortableClassifier.from_classifier(model).load_state_dict(bundle.model.state_dict())  # shares the modules
-    program = torch.export.load(io.BytesIO(export_program(model.eval(), bundle.max_length))).module()
+    program = torch.export.load(io.BytesIO(export_program(bundle.eager_classifier(), bundle.max_length))).module()
     return PaddedProgram(program, bundle.max_length, PAD_ID)
 
 

@@ -34,14 +34,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from tokenizers import Tokenizer
 
 from sentikit.errors import ConfigError
 from sentikit.portable import PortableClassifier
-from sentikit.tokenizer import PAD_ID, tokenizer_from_string
+from sentikit.tokenizer import PAD_ID, right_pad, tokenizer_from_string
+
+if TYPE_CHECKING:
+    from sentikit.model import SentimentClassifier
 
 FORMAT_VERSION = 1
 ModelFormat = Literal["torchscript", "exported"]
@@ -170,12 +173,21 @@ class Bundle:
         as one `[UNK]`, as in training."""
         encode = self.tokenizer.encode_batch if offsets else self.tokenizer.encode_batch_fast
         encodings = encode(texts, add_special_tokens=False)
-        ids = [e.ids[: self.max_length] or [1] for e in encodings]
-        lengths = torch.tensor([len(i) for i in ids])
-        token_ids = torch.full((len(ids), int(lengths.max())), PAD_ID, dtype=torch.long)  # (batch, time)
-        for row, row_ids in enumerate(ids):
-            token_ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        token_ids, lengths = right_pad([e.ids[: self.max_length] or [1] for e in encodings])
         return token_ids, lengths, encodings
+
+    def eager_classifier(self) -> "SentimentClassifier":
+        """The bundle's weights in an eager `SentimentClassifier` (eval mode; TorchScript bundles only), built
+        from `meta.json`: what the benchmarks measure the bundle against."""
+        from sentikit.model import SentimentClassifier
+
+        m = self.meta
+        model = SentimentClassifier(
+            m["vocab_size"], m["label_names"], cell=m["cell"], embedding_dim=m["embedding_dim"], hidden_size=m["hidden_size"],
+            num_layers=m["num_layers"], bidirectional=m["bidirectional"], pooling=m["pooling"],
+        )
+        PortableClassifier.from_classifier(model).load_state_dict(self.model.state_dict())  # shares the modules
+        return model.eval()
 
     @torch.no_grad()
     def predict_proba(self, texts: list[str]) -> torch.Tensor:

@@ -37,10 +37,10 @@ from sentikit.errors import ConfigError
 from sentikit.sampler import BucketBatchSampler
 from sentikit.sources import load_hub_splits, load_local_splits
 from sentikit.tokenizer import (
-    PAD_ID,
     UNK_ID,
     TokenizerKind,
     load_tokenizer,
+    right_pad,
     tokenizer_from_string,
     train_tokenizer,
     vocabulary_fingerprint,
@@ -72,10 +72,7 @@ class TokenizedReviews(Dataset):
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Right-pad a batch with `PAD_ID`; `lengths` lets the encoder pack the sequences."""
-    lengths = torch.tensor([len(e["input_ids"]) for e in examples])
-    token_ids = torch.full((len(examples), int(lengths.max())), PAD_ID, dtype=torch.long)  # (batch, time)
-    for row, example in enumerate(examples):
-        token_ids[row, : lengths[row]] = torch.from_numpy(example["input_ids"])
+    token_ids, lengths = right_pad([e["input_ids"] for e in examples])
     return {
         "token_ids": token_ids,
         "lengths": lengths,

@@ -56,7 +56,7 @@ import torch
 from sentikit.errors import ConfigError
 from sentikit.explain import Explainer, encode_text, occlusion
 from sentikit.model import SentimentClassifier
-from sentikit.tokenizer import PAD_ID
+from sentikit.tokenizer import right_pad
 
 Method = Literal["contributions", "occlusion", "gradient_x_input", "integrated_gradients", "random"]
 METHODS: tuple[Method, ...] = ("contributions", "occlusion", "gradient_x_input", "integrated_gradients", "random")
@@ -93,10 +93,8 @@ def class_probabilities(model: SentimentClassifier, reviews: Sequence[Sequence[i
     logits = model.head.bias.detach().expand(len(reviews), -1).clone()  # (batch, classes)
     nonempty = (lengths > 0).nonzero().flatten()
     if len(nonempty):
-        ids = torch.full((len(nonempty), int(lengths.max())), PAD_ID, dtype=torch.long)  # (batch, time)
-        for row, index in enumerate(nonempty.tolist()):
-            ids[row, : lengths[index]] = torch.tensor(reviews[index], dtype=torch.long)
-        logits[nonempty] = model(ids, lengths[nonempty])
+        ids, nonempty_lengths = right_pad([reviews[index] for index in nonempty.tolist()])
+        logits[nonempty] = model(ids, nonempty_lengths)
     return logits.softmax(-1)
 
 
@@ -134,11 +132,7 @@ def centred(scores: torch.Tensor, target: int) -> torch.Tensor:
 
 def padded(reviews: Sequence[Review]) -> tuple[torch.Tensor, torch.Tensor]:
     """`(batch, time)` right-padded token ids and `(batch,)` lengths of `reviews`."""
-    lengths = torch.tensor([len(r.ids) for r in reviews])
-    ids = torch.full((len(reviews), int(lengths.max())), PAD_ID, dtype=torch.long)
-    for row, review in enumerate(reviews):
-        ids[row, : len(review.ids)] = review.ids
-    return ids, lengths
+    return right_pad([r.ids for r in reviews])
 
 
 # A scorer maps a batch of reviews to one `(words,)` score per review. Contributions and gradient x

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
+import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from sentikit.errors import ConfigError
@@ -24,6 +25,16 @@ PAD_ID, UNK_ID = 0, 1  # the trainers add the special tokens first, in this orde
 
 # IMDB reviews carry raw HTML line breaks (`<br />`, `<br/>`, `<BR>`).
 HTML_BREAK = Regex(r"(?i)<br\s*/?>")
+
+
+def right_pad(sequences) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(batch, time)` token ids right-padded with `PAD_ID` to the longest of `sequences` (lists, arrays or
+    tensors of ids), and their `(batch,)` lengths: the input every model of sentikit reads."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    token_ids = torch.full((len(sequences), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        token_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return token_ids, lengths
 
 
 def build_tokenizer(kind: TokenizerKind = "word", lowercase: bool = True, strip_html: bool = True) -> Tokenizer:
