@@ -8,7 +8,8 @@ trained.
 
 `sentikit explain`, `sentikit export` and `sentikit predict-file` are not training commands: they are
 handed to `explain_command.py` and `bundle_command.py` before LightningCLI parses anything, and their
-errors are printed the same way.
+errors are printed the same way. `sentikit compare` (`compare.py`) runs `sentikit fit` once per cell and
+seed and measures the results.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 
-from sentikit.callbacks import SentikitCheckpoint
+from sentikit.callbacks import SentikitCheckpoint, TrainingMeter
 from sentikit.data import SentimentDataModule
 from sentikit.errors import ConfigError
 from sentikit.model import SentimentClassifier
@@ -50,11 +51,12 @@ class SentikitCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback | None]) -> Trainer:
         # An optional callback group that a config leaves out (`weight_averaging`) instantiates to None.
-        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None])
+        # Every run logs what its epochs cost (seconds, tokens/s, peak memory) beside its metrics.
+        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None] + [TrainingMeter()])
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
-        if self.subcommand != "fit":
+        config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
+        if self.subcommand not in ("fit", None):
             # Averaging happens while training; the checkpoint already holds the averaged weights.
             config.weight_averaging = None
         ckpt_path = config.get("ckpt_path")
@@ -91,6 +93,11 @@ def main(args: list[str] | None = None) -> None:
             from sentikit.explain_command import explain_command
 
             explain_command(argv[1:])
+            return
+        if argv[:1] == ["compare"]:  # many fits and their measurements: sentikit/compare.py
+            from sentikit.compare import compare_command
+
+            compare_command(argv[1:])
             return
         if argv[:1] in (["export"], ["predict-file"]):
             from sentikit.bundle_command import export_command, predict_file_command
