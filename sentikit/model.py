@@ -111,7 +111,14 @@ class SentimentClassifier(pl.LightningModule):
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`token_ids` (batch, time) right-padded with `PAD_ID`, `lengths` (batch,) -> logits (batch, classes)."""
-        summary = self.encoder(self.embedding(token_ids), lengths)  # (batch, directions * hidden)
+        embedded = self.embedding(token_ids)
+        if embedded.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # `precision: bf16-mixed` on the CPU: oneDNN has no bf16 kernel for the fused recurrent
+            # modules on packed sequences and fails deep inside; the recurrence runs in fp32 there.
+            with torch.autocast("cpu", enabled=False):
+                summary = self.encoder(embedded.float(), lengths)
+        else:
+            summary = self.encoder(embedded, lengths)  # (batch, directions * hidden)
         return self.head(self.dropout(summary))
 
     def drop_words(self, token_ids: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
 from sentikit.checkpoint import load_classifier
 from sentikit.model import SentimentClassifier
 from sentikit.tokenizer import load_tokenizer, right_pad
