@@ -12,6 +12,8 @@ packed module another way:
 - the head reads the forward direction's state at each review's last token and the backward one's at
   its first (the "last" pooling), or masks the padding out of the mean or the max.
 
+That route is `RecurrentEncoder.unpacked_outputs` and `pool`, which CPU training takes as well.
+
 The program has `forward(token_ids, lengths) -> logits` only: no `explain`. It pays for all
 `input_length` steps whatever the review's length, which is why TorchScript stays the default format.
 """
@@ -23,55 +25,20 @@ import io
 import torch
 from torch import Tensor, nn
 
-from sentikit.gates import reversal_index
 from sentikit.model import SentimentClassifier
 
 
 class UnpackedClassifier(nn.Module):
-    """`SentimentClassifier`'s inference on right-padded input, without packing (module docstring).
-    Shares the classifier's parameters."""
+    """`SentimentClassifier`'s inference on right-padded input, without packing: the encoder's
+    `unpacked_outputs` and `pool` (module docstring). Shares the classifier's parameters."""
 
     def __init__(self, model: SentimentClassifier) -> None:
         super().__init__()
-        self.embedding, self.head = model.embedding, model.head
-        self.rnn = model.encoder.rnn
-        self.cell = model.encoder.cell
-        self.pooling = model.encoder.pooling
-        self.directions = model.encoder.num_directions
-
-    def run_direction(self, x: Tensor, layer: int, direction: int) -> Tensor:
-        """`(batch, time, hidden)`: one direction of one layer, fused, from a zero state."""
-        weights = self.rnn._flat_weights
-        per = len(weights) // (self.rnn.num_layers * self.directions)
-        first = (layer * self.directions + direction) * per
-        own = weights[first : first + per]
-        h0 = x.new_zeros(1, x.shape[0], self.rnn.hidden_size)
-        if self.cell == "lstm":
-            return torch.lstm(x, [h0, h0], own, True, 1, 0.0, False, False, True)[0]
-        if self.cell == "gru":
-            return torch.gru(x, h0, own, True, 1, 0.0, False, False, True)[0]
-        return torch.rnn_tanh(x, h0, own, True, 1, 0.0, False, False, True)[0]
+        self.embedding, self.encoder, self.head = model.embedding, model.encoder, model.head
 
     def forward(self, token_ids: Tensor, lengths: Tensor) -> Tensor:
-        x = self.embedding(token_ids)  # (batch, time, embedding)
-        index = reversal_index(lengths, x.shape[1])[:, :, None]  # (batch, time, 1)
-        for layer in range(self.rnn.num_layers):
-            outputs = [self.run_direction(x, layer, 0)]
-            if self.directions == 2:
-                backward = self.run_direction(x.gather(1, index.expand(-1, -1, x.shape[-1])), layer, 1)
-                outputs.append(backward.gather(1, index.expand(-1, -1, backward.shape[-1])))
-            x = torch.cat(outputs, dim=-1)  # (batch, time, directions * hidden)
-        hidden = self.rnn.hidden_size
-        if self.pooling == "last":
-            last = (lengths - 1)[:, None, None].expand(-1, 1, hidden)
-            summary = [x[..., :hidden].gather(1, last)[:, 0]]  # forward: at the last token
-            if self.directions == 2:
-                summary.append(x[:, 0, hidden:])  # backward: its final state is at the first token
-            return self.head(torch.cat(summary, dim=-1))
-        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None]
-        if self.pooling == "mean":
-            return self.head((x * valid).sum(1) / lengths[:, None].to(x.dtype))
-        return self.head(x.masked_fill(~valid, float("-inf")).amax(1))
+        outputs = self.encoder.unpacked_outputs(self.embedding(token_ids), lengths)
+        return self.head(self.encoder.pool(outputs, lengths))
 
 
 def export_program(model: SentimentClassifier, input_length: int) -> bytes:

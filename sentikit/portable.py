@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Dict, List
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from sentikit.encoder import RecurrentEncoder
 from sentikit.contributions import token_contributions
@@ -135,14 +134,16 @@ class PortableClassifier(nn.Module):
 
         Estimated with random projections, `E ||J^T v||^2 = ||J||_F^2` for `v ~ N(0, I)`: `probes`
         `(batch * P, hidden)` holds P standard normal vectors per review, review by review, all taken in one
-        batched backward pass through the fused module. Needs gradients enabled; zero at padding."""
+        batched backward pass through the fused ops. Needs gradients enabled; zero at padding."""
         batch = token_ids.shape[0]
         per_review = probes.shape[0] // batch
         embedded = self.embedding(token_ids).detach().repeat_interleave(per_review, 0).requires_grad_(True)
-        packed = pack_padded_sequence(embedded, lengths.repeat_interleave(per_review).cpu(), batch_first=True, enforce_sorted=False)
-        _, state = self.encoder.rnn(packed)
-        h_n = state[0] if isinstance(state, tuple) else state  # (layers * directions, batch * P, hidden)
-        final_forward = h_n[h_n.shape[0] - self.directions]  # the top layer's forward direction
+        repeated = lengths.repeat_interleave(per_review)
+        # The unpacked route (`RecurrentEncoder.unpacked_outputs`): the same states as the packed module,
+        # and a backward pass that stays fast on long reviews, where the packed one is not.
+        outputs = self.encoder.unpacked_outputs(embedded, repeated)  # (batch * P, time, directions * hidden)
+        last = (repeated - 1)[:, None, None].expand(-1, 1, self.hidden_size)
+        final_forward = outputs[:, :, : self.hidden_size].gather(1, last)[:, 0]  # the top layer's forward direction
         gradients = torch.autograd.grad([(final_forward * probes).sum()], [embedded])
         gradient = gradients[0]
         assert gradient is not None

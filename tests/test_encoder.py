@@ -23,6 +23,33 @@ def test_padding_never_changes_a_review_s_encoding(cell, bidirectional, pooling,
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_training_s_unpacked_route_computes_what_the_packed_module_does(cell, bidirectional, pooling, num_layers):
+    # CPU training runs each direction alone on padded input (fast backward); it must be the same function,
+    # with the same gradients, as the packed fused module that inference runs.
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(8, cell, hidden_size=6, num_layers=num_layers, bidirectional=bidirectional, pooling=pooling)
+    x = torch.randn(3, 9, 8)
+    lengths = torch.tensor([9, 5, 7])
+    results = []
+    for training in (True, False):  # no dropout is configured: both modes compute the same function
+        encoder.train(training)
+        inputs = x.clone().requires_grad_(True)
+        summary = encoder(inputs, lengths)
+        (summary * torch.linspace(-1, 1, summary.numel()).view_as(summary)).sum().backward()
+        grads = [inputs.grad] + [p.grad.clone() for p in encoder.parameters()]
+        encoder.zero_grad()
+        results.append((summary.detach(), grads))
+    (unpacked, unpacked_grads), (packed, packed_grads) = results
+    torch.testing.assert_close(unpacked, packed, rtol=0, atol=1e-6)
+    for a, b in zip(unpacked_grads, packed_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert unpacked_grads[0][1, 5:].abs().max() == 0  # padding receives no gradient
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_last_pooling_is_the_top_layer_final_state_of_both_directions(cell):
     torch.manual_seed(0)
     encoder = RecurrentEncoder(4, cell, hidden_size=3, num_layers=2, bidirectional=True).eval()
