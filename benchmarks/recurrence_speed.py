@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""The recurrence alone, per cell: a training step (forward + backward) over packed sequences against the
+unpacked route that CPU training takes, and inference, in tokens/s on one batch shape.
+
+`RecurrentEncoder` in training mode on the CPU runs each direction of each layer on its own over right-padded
+input (`unpacked_outputs`); in eval mode it packs the batch. Both compute the same function (tests check
+outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves: 64
+reviews whose lengths differ by a few tokens. The encoder is a 1-layer bidirectional one with 128-dim
+inputs and 256 units (configs/imdb-lstm.yaml); the routes alternate `--repeats` times and medians are
+printed, so a busy machine slows all alike.
+
+    python benchmarks/recurrence_speed.py                 # 50, 200 and 400 steps (about 2 minutes here)
+    python benchmarks/recurrence_speed.py --steps 100
+    python benchmarks/recurrence_speed.py --quick         # small sizes, for CI: figures meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from sentikit.encoder import RecurrentEncoder
+
+
+def packed_step(encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Forward and backward through the packed fused module (what training ran before)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    _, state = encoder.rnn(packed)
+    (state[0] if isinstance(state, tuple) else state).sum().backward()
+
+
+def unpacked_step(encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tensor) -> None:
+    encoder.pool(encoder.unpacked_outputs(x, lengths), lengths).sum().backward()
+
+
+def inference(encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tensor) -> None:
+    with torch.inference_mode():
+        encoder.eval()(x, lengths)
+    encoder.train()
+
+
+def timed(step, encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tensor) -> float:
+    inputs = x.detach().requires_grad_(step is not inference)
+    started = time.perf_counter()
+    step(encoder, inputs, lengths)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[50, 200, 400], help="longest review in the batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    batch, inputs, hidden = (8, 16, 16) if args.quick else (64, 128, 256)
+    steps_list, repeats = ([20] if args.quick else args.steps), (1 if args.quick else args.repeats)
+    print(f"\nRecurrence speed: batches of {batch}, {inputs}-dim inputs, bidirectional, {hidden} units, "
+          f"{torch.get_num_threads()} threads; tokens/s, medians of {repeats}\n")
+    print("| cell | steps | train, packed | train, unpacked route | speed-up | inference, packed |")
+    print("|---|---:|---:|---:|---:|---:|")
+    torch.manual_seed(0)
+    for steps in steps_list:
+        lengths = torch.linspace(steps * 0.97, steps, batch).round().long()  # a bucketed batch
+        tokens = int(lengths.sum())
+        x = torch.randn(batch, steps, inputs)
+        for cell in ("rnn", "lstm", "gru"):
+            encoder = RecurrentEncoder(inputs, cell, hidden_size=hidden, bidirectional=True, pooling="last").train()
+            routes = {"packed": packed_step, "unpacked": unpacked_step, "inference": inference}
+            times = {name: [] for name in routes}
+            timed(unpacked_step, encoder, x, lengths)  # warm-up
+            for _ in range(repeats):
+                for name, step in routes.items():
+                    times[name].append(timed(step, encoder, x, lengths))
+            speed = {name: tokens / statistics.median(t) for name, t in times.items()}
+            print(
+                f"| {cell} | {steps} | {speed['packed']:,.0f} | {speed['unpacked']:,.0f} | "
+                f"{speed['unpacked'] / speed['packed']:.1f}x | {speed['inference']:,.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
