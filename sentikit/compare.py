@@ -103,7 +103,8 @@ def compare(
         _write_json(result_file, result)
         results.append(result)
         trained += 1
-    report = build_report(results, setup.description, fit_args)
+    command = ["sentikit", "compare", *fit_args, "--cells", *cells, "--seeds", str(seeds), "--out", str(out)]
+    report = build_report(results, setup.description, command)
     table = write_report(report, out)
     print(f"\n{table}\nreport: {out / 'report.md'}, {out / 'report.json'} and the plots beside them")
     return report

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import statistics
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ PLOTS = {
 COLOURS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
 
 
-def build_report(results: list[dict[str, Any]], setup: dict[str, Any], fit_args: list[str]) -> dict[str, Any]:
+def build_report(results: list[dict[str, Any]], setup: dict[str, Any], command: list[str]) -> dict[str, Any]:
+    """`command`: the comparison's command line as a list of arguments (the report shows it to rerun)."""
     cells = list(dict.fromkeys(r["cell"] for r in results))
     summaries = {cell: summarize([r for r in results if r["cell"] == cell]) for cell in cells}
-    return {"command": ["sentikit", "compare", *fit_args], "setup": setup, "summary": summaries, "runs": results}
+    return {"command": command, "setup": setup, "summary": summaries, "runs": results}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
     lines = [
         "# RNN vs LSTM vs GRU",
         "",
-        f"`{' '.join(report['command'])}`",
+        f"`{shlex.join(report['command'])}`",
         "",
         f"Data: {splits} reviews; a shared tokenizer of {setup['vocabulary']:,} tokens. torch {setup['torch']}"
         + (f", GPU {setup['gpu']}" if setup.get("gpu") else ", CPU")

@@ -125,12 +125,13 @@ def test_the_plain_rnn_forgets_early_words_faster_than_the_gru(compared):
     assert summary["rnn"]["memory_at_20"] < summary["gru"]["memory_at_20"]
 
 
-def test_the_report_is_written_as_markdown_json_and_plots_and_printed(compared):
+def test_the_report_is_written_as_markdown_json_and_plots_and_printed(compared, tiny_config):
     out, result = compared
     markdown = (out / "report.md").read_text()
     for row in ("| RNN |", "| GRU |"):
         assert row in markdown and row in result.stdout
     assert "val acc %" in markdown and "test acc %" in markdown
+    assert f"`sentikit compare -c {tiny_config} --cells rnn gru --seeds 1 --out {out}`" in markdown  # to rerun it
     for plot in ("learning_curves.png", "memory_decay.png", "accuracy_by_length.png"):
         data = (out / plot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
