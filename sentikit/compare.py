@@ -250,11 +250,12 @@ def evaluate(run: Run, folder: Path, setup: Setup, decay_reviews: int) -> dict[s
     import numpy as np
     import torch
 
-    from sentikit.checkpoint import load_classifier
+    from sentikit.checkpoint import classifier_from_checkpoint, read_checkpoint
     from sentikit.measure import accuracy_by_length, evaluate_split, memory_by_distance
 
     best = Path(json.loads((folder / "fit.json").read_text())["best_checkpoint"])
-    model = load_classifier(best).model
+    checkpoint = read_checkpoint(best)  # read once: the model and the epoch it was saved at
+    model = classifier_from_checkpoint(checkpoint, best).model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dm = setup.datamodule
     splits = {"validation": dm.val_dataloader()} | ({"test": dm.test_dataloader()} if "test" in dm.splits else {})
@@ -264,7 +265,7 @@ def evaluate(run: Run, folder: Path, setup: Setup, decay_reviews: int) -> dict[s
     longest = np.argsort(-validation.lengths, kind="stable")[:decay_reviews]  # the most distances to measure
     decay = memory_by_distance(model, [validation[int(i)]["input_ids"] for i in longest])
     epochs = read_epochs(folder)
-    best_epoch = _checkpoint_epoch(best)
+    best_epoch = checkpoint.get("epoch")
     return {
         "run": run.name,
         "cell": run.cell,
@@ -272,10 +273,10 @@ def evaluate(run: Run, folder: Path, setup: Setup, decay_reviews: int) -> dict[s
         "parameters": model.num_parameters,
         "hyper_parameters": {k: v for k, v in model.hparams.items() if not k.startswith("_") and k != "label_names"},
         "best_checkpoint": str(best),
-        "best_epoch": best_epoch + 1 if best_epoch is not None else None,
+        "best_epoch": int(best_epoch) + 1 if isinstance(best_epoch, int) else None,
         "epochs": epochs,
         **{name: {k: v for k, v in s.items() if k not in ("correct", "lengths")} for name, s in scores.items()},
-        "inference_tokens_per_sec": scores[setup.description["length_split"]]["tokens_per_sec"],
+        "inference_tokens_per_sec": length_scores["tokens_per_sec"],
         "accuracy_by_length": accuracy_by_length(length_scores["correct"], length_scores["lengths"], setup.edges),
         "memory_decay": decay,
     }
@@ -303,13 +304,6 @@ def read_epochs(folder: Path) -> list[dict[str, float]]:
     return [rows[e] for e in sorted(rows)]
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
-    from sentikit.checkpoint import read_checkpoint
-
-    epoch = read_checkpoint(path).get("epoch")
-    return int(epoch) if isinstance(epoch, int) else None
-
-
 def _done(out: Path, run: Run) -> bool:
     return (out / "runs" / run.name / "result.json").is_file()
 
@@ -323,8 +317,8 @@ def _state(folder: Path) -> str:
 
 
 def _write_json(path: Path, content: Any) -> None:
-    """Write through a temporary file and a rename: a stopped comparison never leaves half a file."""
+    """Written atomically (`report.write_text`): a stopped comparison never leaves half a file."""
+    from sentikit.report import write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(partial, path)
+    write_text(path, json.dumps(content, indent=2) + "\n")

@@ -102,12 +102,12 @@ def _mean_buckets(per_run: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def write_report(report: dict[str, Any], out: Path) -> str:
     """Write report.json, the plots and report.md into `out`; return the Markdown table."""
-    _write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     plot_learning_curves(report, out / PLOTS["learning_curves"])
     plot_memory_decay(report, out / PLOTS["memory_decay"])
     plot_accuracy_by_length(report, out / PLOTS["accuracy_by_length"])
     table = markdown_table(report)
-    _write_text(out / "report.md", markdown_report(report, table))
+    write_text(out / "report.md", markdown_report(report, table))
     return table
 
 
@@ -123,7 +123,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     for cell, s in report["summary"].items():
         rows.append(
             [
-                cell.upper() if cell != "lstm" else "LSTM",
+                cell.upper(),
                 f"{s['parameters']:,}",
                 _number(s["epoch_seconds"], 1),
                 _number(s["train_tokens_per_sec"], 0),
@@ -214,7 +214,8 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1e}"
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file."""
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
     os.replace(partial, path)
