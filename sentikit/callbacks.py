@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import sys
 import time
 from typing import Any
@@ -13,26 +14,91 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
+from sentikit.errors import ConfigError
 from sentikit.tokenizer import save_tokenizer
 
 
 class SentikitCheckpoint(ModelCheckpoint):
     """`ModelCheckpoint` that also writes `tokenizer.json` into the checkpoint folder, and never leaves a
     half-written checkpoint in place of a good one: each file is written under a temporary name and
-    renamed into place (a rename is atomic on one file system)."""
+    renamed into place (a rename is atomic on one file system), so a kill or a full disk during a save
+    leaves the previous file whole.
+
+    Before training starts it checks that the folder can be written and has room for the checkpoints
+    (`checkpoint_bytes`), so that an unwritable or full output folder fails at once, not after an epoch."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        try:
+            super().setup(trainer, pl_module, stage)  # creates the folder
+        except OSError as error:
+            raise ConfigError(f"cannot create the checkpoint folder {self.dirpath}: {error.strerror or error}") from None
+        if stage != "fit" or not trainer.is_global_zero or not self.dirpath:
+            return
+        # best and last, and one more written beside them before it replaces one
+        check_room(self.dirpath, checkpoint_bytes(pl_module) * (3 if self.save_last else 2))
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        if stage == "fit" and trainer.is_global_zero and self.dirpath and tokenizer is not None:
+        if tokenizer is not None:
             save_tokenizer(tokenizer, os.path.join(self.dirpath, "tokenizer.json"))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_every_time(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_every_time(trainer)
+
+    def _save_last_every_time(self, trainer: pl.Trainer) -> None:
+        """Lightning 2.6 writes `last.ckpt` only when a top-k checkpoint was written at the same step, so
+        after an epoch that did not improve, `last.ckpt` would still hold an older state and a resume
+        would repeat (and re-randomise) epochs. Here it is written at every save point."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         partial = filepath + ".partial"
-        super()._save_checkpoint(trainer, partial)
-        if trainer.is_global_zero:
-            os.replace(partial, filepath)
+        try:
+            super()._save_checkpoint(trainer, partial)
+            if trainer.is_global_zero:
+                os.replace(partial, filepath)
+        except OSError as error:
+            if trainer.is_global_zero and os.path.exists(partial):
+                os.remove(partial)
+            kept = " (the previous one is kept)" if os.path.exists(filepath) else ""
+            raise ConfigError(f"could not write the checkpoint {filepath}{kept}: {error.strerror or error}") from None
         self._last_checkpoint_saved = filepath
+
+
+def checkpoint_bytes(pl_module: pl.LightningModule) -> int:
+    """About the size of one checkpoint: the weights, AdamW's two moments, and a copy of the weights for
+    weight averaging, in the parameters' own precision."""
+    weights = sum(p.numel() * p.element_size() for p in pl_module.parameters())
+    return 4 * weights
+
+
+def check_writable(folder: str | os.PathLike, what: str = "checkpoint folder") -> None:
+    """Create `folder` if needed and write a file into it, or fail with a message naming it."""
+    probe = os.path.join(folder, f".sentikit-write-test-{os.getpid()}")  # one per process: DDP ranks check at once
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"0")
+        os.remove(probe)
+    except OSError as error:
+        raise ConfigError(f"cannot write into the {what} {folder}: {error.strerror or error}") from None
+
+
+def check_room(folder: str | os.PathLike, needed: int) -> None:
+    """Fail with a clear message unless `folder` takes a new file and has `needed` bytes free."""
+    check_writable(folder)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise ConfigError(
+            f"the checkpoint folder {folder} has {free / 2**20:.1f} MB free, but checkpoints of this model need "
+            f"about {needed / 2**20:.1f} MB: free some space or point --checkpoint.dirpath elsewhere"
+        )
 
 
 class TrainingMeter(Callback):

@@ -14,7 +14,9 @@ seed and measures the results.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -25,13 +27,22 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 
-from sentikit.callbacks import SentikitCheckpoint, TrainingMeter
+from sentikit.callbacks import SentikitCheckpoint, TrainingMeter, check_writable
 from sentikit.data import SentimentDataModule
 from sentikit.errors import ConfigError
 from sentikit.model import SentimentClassifier
+from sentikit.safeguards import RandomState, StopOnNonFiniteLoss
+
+LOG = logging.getLogger("sentikit")
 
 
 class SentikitCLI(LightningCLI):
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        # A mistyped option raises instead of printing the whole usage (hundreds of lines) above the
+        # error: `main` prints it as one line with a pointer to --help.
+        kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocabulary_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.classes", "model.label_names", apply_on="instantiate")
@@ -51,14 +62,23 @@ class SentikitCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback | None]) -> Trainer:
         # An optional callback group that a config leaves out (`weight_averaging`) instantiates to None.
-        # Every run logs what its epochs cost (seconds, tokens/s, peak memory) beside its metrics.
-        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None] + [TrainingMeter()])
+        # Every run logs what its epochs cost (seconds, tokens/s, peak memory) beside its metrics, saves
+        # its random states for an exact resume, and stops at the first non-finite loss.
+        extra = [TrainingMeter(), RandomState(), StopOnNonFiniteLoss()]
+        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None] + extra)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
         if self.subcommand not in ("fit", None):
             # Averaging happens while training; the checkpoint already holds the averaged weights.
             config.weight_averaging = None
+        if config.get("weights_only", False) is None:
+            # Lightning would unpickle a checkpoint at a URL (code could run); only plain data loads here.
+            config.weights_only = True
+        if self.subcommand == "fit":
+            check_writable(config.trainer.default_root_dir or ".", "output folder (trainer.default_root_dir)")
+            if config.ckpt_path:
+                resume_beside(config)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and config.data.tokenizer_file is None:
             if Path(ckpt_path).is_file():
@@ -77,15 +97,63 @@ class SentikitCLI(LightningCLI):
         print(f"evaluate it with: sentikit test {configs} --ckpt_path {callback.best_model_path}".replace("  ", " "))
 
 
+def resume_beside(config) -> None:
+    """Resume `fit` where the checkpoint lies: `--ckpt_path last` becomes the newest `last*.ckpt` of this
+    config's runs (Lightning would only look in the new run's own, empty, version folder and quietly
+    start over), and the resumed run writes its checkpoints into the same folder, so that the best one
+    is still tracked across the interruption. Its logs go to a new version folder."""
+    if config.ckpt_path == "last":
+        found = find_last_checkpoint(config.checkpoint.dirpath, config.trainer.default_root_dir)
+        if found is None:
+            where = config.checkpoint.dirpath or config.trainer.default_root_dir or "lightning_logs"
+            LOG.info("no last checkpoint under %s: training from the start", where)
+            config.ckpt_path = None
+            return
+        config.ckpt_path = str(found)
+    path = Path(config.ckpt_path)
+    if config.ckpt_path in ("best", "hpc", "registry"):  # Lightning's other names: its own rules apply
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    LOG.info("resuming from %s", path)
+    if config.checkpoint.dirpath is None:
+        config.checkpoint.dirpath = str(path.parent)
+
+
+def find_last_checkpoint(dirpath: str | None, root: str | None) -> Path | None:
+    """The newest `last.ckpt` (or `last-vN.ckpt`) in `dirpath`, else anywhere under `root` (or under
+    `./lightning_logs`, where runs without a `default_root_dir` write)."""
+    if dirpath:
+        candidates = list(Path(dirpath).glob("last*.ckpt"))
+    else:
+        candidates = list(Path(root).rglob("last*.ckpt")) if root else list(Path("lightning_logs").rglob("last*.ckpt"))
+    candidates = [p for p in candidates if re.fullmatch(r"last(-v\d+)?\.ckpt", p.name) and p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+class StderrHandler(logging.StreamHandler):
+    """Logs to whatever `sys.stderr` is when a message is written, not to the one of the first call:
+    `main` may run many times in one process (tests, notebooks), each with its own stderr."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(args: list[str] | None = None) -> None:
     # Lightning notices a user can do nothing about: no TensorBoard (the CSV logger is used), and an
     # internal torch deprecation.
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
     package_log = logging.getLogger("sentikit")
-    package_log.addHandler(handler)
+    if not any(isinstance(h, StderrHandler) for h in package_log.handlers):  # once, however often main runs
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
     argv = sys.argv[1:] if args is None else args
     try:
@@ -111,6 +179,11 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
+    except argparse.ArgumentError as error:
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        command = f"sentikit {argv[0]}" if argv[:1] and argv[0] in SentikitCLI.subcommands() else "sentikit"
+        print(f"sentikit: error: {message} (`{command} --help` lists the options)", file=sys.stderr)
+        sys.exit(2)
     except (ConfigError, FileNotFoundError, MisconfigurationException) as error:
         # Lightning's own "these trainer settings contradict each other" is a config error too.
         print(f"sentikit: error: {error}", file=sys.stderr)

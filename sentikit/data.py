@@ -199,7 +199,9 @@ class SentimentDataModule(pl.LightningDataModule):
             )
             raw["train"], raw["validation"] = carved["train"], carved["test"]
             info("validation: carved %d examples out of train (seed %d)", len(carved["test"]), self.seed)
-        if tokenizer is None:
+        if tokenizer is not None:
+            info("tokenizer: read %d tokens from %s", tokenizer.get_vocab_size(), self.tokenizer_file)
+        else:
             texts = (batch[self.text_column] for batch in raw["train"].select_columns(self.text_column).iter(batch_size=1000))
             tokenizer = train_tokenizer(texts, length=len(raw["train"]), **self.tokenizer_options)
             info("tokenizer: trained a %s vocabulary of %d tokens on train", self.tokenizer_options["kind"], tokenizer.get_vocab_size())
@@ -346,6 +348,10 @@ class SentimentDataModule(pl.LightningDataModule):
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Each new iterator draws a seed for its workers; from its own generator, not the global one
+            # that dropout uses, so that where Lightning creates iterators cannot shift the dropout masks
+            # (a resumed run creates its first one at another moment than an uninterrupted run).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
 

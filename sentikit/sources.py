@@ -50,9 +50,23 @@ def load_local_splits(data_files: Mapping[str, str | list[str]]) -> datasets.Dat
             where = f"split '{split}' ({', '.join(paths)})"
             if "corresponds to no data" in str(error):
                 raise ConfigError(f"{where} is empty") from None
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConfigError(f"could not read {where} as {builder}: {first_line}") from None
+            raise ConfigError(read_error_message(error, where, builder)) from None
     return datasets.DatasetDict(loaded)
+
+
+def read_error_message(error: BaseException, where: str, builder: str) -> str:
+    """One line for a file `datasets` could not read. Its own message is often only "An error occurred
+    while generating the dataset"; the reason (bad bytes, a parse error) is further down the chain."""
+    chain = []
+    while error is not None and len(chain) < 10:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for cause in chain:
+        if isinstance(cause, UnicodeDecodeError):
+            return f"{where} is not UTF-8 text ({cause.reason}, byte 0x{cause.object[cause.start]:02x}): save it as UTF-8"
+    reasons = [str(c).strip().splitlines()[0] for c in chain if str(c).strip()]
+    useful = [r for r in reasons if "error occurred while generating" not in r]
+    return f"could not read {where} as {builder}: {(useful or reasons or [type(chain[0]).__name__])[0]}"
 
 
 def load_hub_splits(dataset: str, config_name: str | None = None, timeout: float = 5.0) -> datasets.DatasetDict:

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -65,29 +64,3 @@ def test_print_config_shows_the_merged_configuration():
     result = sentikit("fit", "-c", "configs/sst2-gru.yaml", "--model.cell", "lstm", "--print_config")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "cell: lstm" in result.stdout and "train: data/sst2/train.parquet" in result.stdout
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--model.cell", "lstmm"], "Expected a typing.Literal['rnn', 'lstm', 'gru']. Got value: lstmm"),
-        (["--model.hidden_size", "0"], "hidden_size must be at least 1, got 0"),
-        (["--data.text_column", "review"], "has no column 'review'; its columns are ['text', 'label']"),
-        (["--data.label_names", "[negative]"], "a classifier needs at least 2 classes, got ['negative']"),
-        (["--data.label_column", "text"], "is not one of the 2 classes ['negative', 'positive']"),
-        (["--data.data_files", "{train: data/nowhere.parquet}"], "data file for split 'train' not found: data/nowhere.parquet"),
-        (["--data.max_length", "0"], "max_length must be at least 1"),
-        (["--trainer.enable_progress_bar", "false"], "found `RichProgressBar` in callbacks list"),
-    ],
-)
-def test_bad_configs_fail_with_one_clear_message_and_no_traceback(tmp_path, args, message):
-    result = sentikit("fit", "-c", "configs/quickstart.yaml", "--trainer.default_root_dir", str(tmp_path), *args)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_missing_checkpoint_is_named(tmp_path):
-    result = sentikit("test", "-c", "configs/quickstart.yaml", "--ckpt_path", str(tmp_path / "gone.ckpt"))
-    assert result.returncode == 2
-    assert "checkpoint not found" in result.stderr and "Traceback" not in result.stderr

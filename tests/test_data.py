@@ -1,8 +1,6 @@
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import write_table
 from sentikit.data import SentimentDataModule, collate
@@ -106,64 +104,7 @@ def test_state_dict_carries_tokenizer_and_classes_and_refuses_a_mismatch(small_s
         other.load_state_dict(state)
 
 
-# --- bad input: each a one-line ConfigError/FileNotFoundError naming the problem -------------------
-
-
-def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="split 'train' not found: .*nope.parquet"):
-        module({"train": str(tmp_path / "nope.parquet")}).prepare()
-
-
-def test_unsupported_extension_is_named(tmp_path):
-    path = tmp_path / "reviews.xlsx"
-    path.write_text("x")
-    with pytest.raises(ConfigError, match="reviews.xlsx: unsupported file type"):
-        module({"train": str(path)}).prepare()
-
-
-def test_missing_column_is_named_with_the_columns_present(tmp_path):
-    files = {"train": write_table(tmp_path / "t.csv", ROWS)}
-    with pytest.raises(ConfigError, match=r"has no column 'text'; its columns are \['review', 'stars'\]"):
-        module(files, text_column="text").prepare()
-
-
-def test_empty_split_is_refused(tmp_path):
-    path = tmp_path / "empty.csv"
-    path.write_text("review,stars\n")
-    files = {"train": write_table(tmp_path / "t.csv", ROWS), "test": str(path)}
-    with pytest.raises(ConfigError, match=r"split 'test' \(.*empty.csv\) is empty"):
-        module(files).prepare()
-
-
-def test_label_outside_the_declared_set_is_named_with_its_row(tmp_path):
-    files = {"train": write_table(tmp_path / "t.csv", ROWS), "test": write_table(tmp_path / "e.csv", ROWS[:3] + [{"review": "meh", "stars": "neutral"}])}
-    with pytest.raises(ConfigError, match=r"label 'neutral' in column 'stars' \(row 3\) is not one of the 2 classes"):
-        module(files).prepare()
-
-
-def test_integer_label_outside_the_classes_is_named(tmp_path):
-    rows = [{"review": r["review"], "stars": int(r["stars"] == "pos")} for r in ROWS]
-    files = {"train": write_table(tmp_path / "t.parquet", rows), "test": write_table(tmp_path / "e.parquet", rows[:2] + [{"review": "x", "stars": 7}])}
-    with pytest.raises(ConfigError, match="label 7 .* not one of the 2 classes"):
-        module(files, label_names=["neg", "pos"]).prepare()
-
-
-def test_single_class_training_data_is_refused(tmp_path):
-    files = {"train": write_table(tmp_path / "t.csv", [r for r in ROWS if r["stars"] == "pos"])}
-    with pytest.raises(ConfigError, match="single class"):
-        module(files).prepare()
-
-
-def test_null_texts_are_named_with_their_row(tmp_path):
-    rows = ROWS[:5] + [{"review": None, "stars": "pos"}] + ROWS[5:]
-    with pytest.raises(ConfigError, match="column 'review' has 1 empty \\(null\\) values, the first in row 5"):
-        module({"train": write_table(tmp_path / "t.parquet", rows)}).prepare()
-
-
-def test_non_text_column_is_refused(tmp_path):
-    rows = [{"review": i, "stars": r["stars"]} for i, r in enumerate(ROWS)]
-    with pytest.raises(ConfigError, match="column 'review' must hold text"):
-        module({"train": write_table(tmp_path / "t.parquet", rows)}).prepare()
+# --- settings refused (bad files and columns: test_bad_input.py, through the command line) ------------
 
 
 def test_both_or_neither_source_is_refused():
