@@ -2,6 +2,7 @@
 
     sentikit export --ckpt runs/.../best.ckpt --out bundles/sst2-gru [--validation data/sst2/validation.parquet]
     sentikit predict-file --bundle bundles/sst2-gru --input reviews.csv --text-column review --output predictions.jsonl
+    sentikit predict-file ... --resume      # after a kill: continue predictions.jsonl.partial
 
 Thin layers over `bundle.export_bundle`, `bundle.evaluate_bundle` and `predict_file.predict_file`. Like
 `sentikit explain` they read no training config, so they have small parsers of their own; mistakes a user
@@ -78,7 +79,13 @@ def predict_file_command(argv: list[str]) -> None:
     parser.add_argument("--output", required=True, help="the .jsonl file to write (one line per input row)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--top-words", type=int, default=0, help="also write the K words the gates retained most (LSTM/GRU)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--force", action="store_true", help="overwrite an existing --output, or start an interrupted run over")
+    again.add_argument(
+        "--resume", action="store_true",
+        help="continue the OUTPUT.partial of an interrupted run with the same settings, after its last complete batch; "
+        "with none, start from the first row; with a finished --output, nothing to do",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -88,6 +95,6 @@ def predict_file_command(argv: list[str]) -> None:
     bundle = load_bundle(args.bundle)
     rows = predict_file(
         bundle, args.input, args.output, text_column=args.text_column, batch_size=args.batch_size,
-        top_words=args.top_words, force=args.force, progress=not args.no_progress,
+        top_words=args.top_words, force=args.force, progress=not args.no_progress, resume=args.resume,
     )
-    print(f"{rows} predictions written to {args.output}", file=sys.stderr)
+    print(f"{rows} predictions in {args.output}", file=sys.stderr)

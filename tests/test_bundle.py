@@ -201,24 +201,6 @@ def test_a_zipped_bundle_loads_like_the_folder(tmp_path, tokenizer):
     torch.testing.assert_close(load_bundle(archive).predict_proba(TEXTS), load_bundle(folder).predict_proba(TEXTS))
 
 
-def test_a_tampered_model_is_refused_before_it_is_loaded(tmp_path, tokenizer):
-    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
-    content = bytearray((folder / "model.pt").read_bytes())
-    content[len(content) // 2] ^= 0xFF
-    (folder / "model.pt").write_bytes(bytes(content))
-    with pytest.raises(ConfigError, match="model.pt does not match the sha256"):
-        load_bundle(folder)
-
-
-def test_a_bundle_of_a_newer_format_is_refused_with_the_versions_named(tmp_path, tokenizer):
-    folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
-    meta = json.loads((folder / "meta.json").read_text())
-    meta["format_version"] = FORMAT_VERSION + 1
-    (folder / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match=f"format version {FORMAT_VERSION + 1}, newer than this sentikit reads"):
-        load_bundle(folder)
-
-
 @pytest.mark.parametrize("damage, message", [("no meta", "has no meta.json"), ("bad json", "not valid JSON"), ("no tokenizer", "missing tokenizer.json")])
 def test_a_broken_bundle_is_a_clear_error(tmp_path, tokenizer, damage, message):
     folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
@@ -241,63 +223,11 @@ def test_export_never_replaces_a_bundle_without_force(tmp_path, tokenizer):
     assert not list(tmp_path.glob(".bundle.*")), "no staging folder left behind"
 
 
-# --- sentikit predict-file ------------------------------------------------------------------------------
+# --- export and predict-file from the command line (predict-file on its own: test_predict_file.py) -----------
 
 from conftest import write_table  # noqa: E402
 
-from sentikit.predict_file import iter_column_batches, predict_file  # noqa: E402
-
-REVIEWS = [{"review": t, "stars": i} for i, t in enumerate(TEXTS * 5)]  # 15 rows
-
-
-@pytest.fixture()
-def lstm_bundle(tmp_path, tokenizer):
-    return load_bundle(export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer, "lstm"), tmp_path / "bundle"))
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
-def test_predict_file_writes_one_json_line_per_row_in_order(tmp_path, lstm_bundle, suffix):
-    source = write_table(tmp_path / f"reviews{suffix}", REVIEWS)
-    output = tmp_path / "predictions.jsonl"
-    rows = predict_file(lstm_bundle, source, output, text_column="review", batch_size=4, top_words=2, progress=False)
-    lines = [json.loads(line) for line in output.read_text().splitlines()]
-    assert rows == len(lines) == len(REVIEWS)
-    assert [line["row"] for line in lines] == list(range(len(REVIEWS)))
-    expected = lstm_bundle.predict_proba([r["review"] for r in REVIEWS])
-    for line, p, review in zip(lines, expected, REVIEWS):
-        assert list(line["probabilities"]) == ["negative", "positive"]
-        assert list(line["probabilities"].values()) == pytest.approx(p.tolist(), abs=1e-6)
-        assert line["label"] == ["negative", "positive"][int(p.argmax())]
-        assert 1 <= len(line["top_words"]) <= 2 and all(word in review["review"].split() for word in line["top_words"])
-    assert not (tmp_path / "predictions.jsonl.partial").exists()
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
-def test_files_are_read_in_batches_of_bounded_size(tmp_path, suffix):
-    source = write_table(tmp_path / f"reviews{suffix}", REVIEWS)
-    sizes = [len(batch["review"]) for batch in iter_column_batches(source, ["review"], 4)]
-    assert sizes == [4, 4, 4, 3]
-
-
-def test_predict_file_never_overwrites_without_force(tmp_path, lstm_bundle):
-    source = write_table(tmp_path / "reviews.csv", REVIEWS)
-    output = tmp_path / "predictions.jsonl"
-    output.write_text("precious\n")
-    with pytest.raises(ConfigError, match="already exists; pass --force"):
-        predict_file(lstm_bundle, source, output, text_column="review", progress=False)
-    assert output.read_text() == "precious\n"
-    predict_file(lstm_bundle, source, output, text_column="review", force=True, progress=False)
-    assert len(output.read_text().splitlines()) == len(REVIEWS)
-
-
-def test_predict_file_names_a_missing_column_and_a_bad_row(tmp_path, lstm_bundle):
-    source = write_table(tmp_path / "reviews.csv", REVIEWS)
-    with pytest.raises(ConfigError, match="has no column 'text'; its columns are"):
-        predict_file(lstm_bundle, source, tmp_path / "out.jsonl", progress=False)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "fine"}\n{"text": 3}\n')
-    with pytest.raises(ConfigError, match="row 1 of column 'text' is int, not text"):
-        predict_file(lstm_bundle, bad, tmp_path / "out.jsonl", progress=False)
+from sentikit.predict_file import predict_file  # noqa: E402
 
 
 @pytest.mark.slow
