@@ -10,11 +10,21 @@ optionally a model name), which returns `Explainer.explain`'s JSON: `gradio_clie
 "a review", api_name="/explain")`.
 
 The app reads bundles only: no checkpoint, no training code path, no network.
+
+What a stranger can send is bounded here, because the API hands a client's JSON to `explain` as it
+came. A request body over `MAX_BODY_BYTES` is refused before Gradio reads it (`BodyLimit`); a review
+must be text of at most `MAX_REVIEW_CHARS` characters (`check_review`) and a model name short text
+(`check_model_name`), or the client gets a one-line message and no model runs. `--concurrency` reviews
+are explained at once and `--queue-size` wait, and the queue cannot be skipped (`api_open=False`).
+The page takes no uploads; an unexpected failure reaches the client named, its traceback only in the
+log. Memory stays flat under load (`SESSIONS_KEPT`, `limit_malloc_arenas`): `benchmarks/app_load.py`
+sends 20 clients' 500 requests, bad ones among them, to a running app and checks all of this.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 from pathlib import Path
@@ -26,6 +36,30 @@ from sentikit.page import HIGHLIGHTS, DemoModel, explain_one, explain_review, fi
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "bundles"
 DEFAULT_BUNDLES = [SHIPPED / f"sst2-{cell}" for cell in ("rnn", "lstm", "gru")]
 LOG = logging.getLogger("sentikit.app")
+
+# The longest review the server accepts. The shipped models read the first 128 tokens (about 600
+# characters of English) and the page greys out at most 2,000 more, so past that a review only costs:
+# tokenizing it and sending it back in the JSON, both linear in its length. At 20,000 characters (a
+# review of several pages) that adds about 13% to the three shipped models' 160 ms (measured on 1 CPU
+# thread); 1,000,000 characters took 2.2 s, a request that a few clients could repeat to keep the server
+# busy. Library callers (`explain_one`, `sentikit explain`) have no limit: their input is their own.
+MAX_REVIEW_CHARS = 20_000
+# Gradio reads and parses a request's whole body before `check_review` sees the text: refusing a review
+# of 50,000,000 characters took 0.7 s and 140 MB of memory, each. The longest review takes at most
+# 240 KB of JSON (12 bytes a character: an emoji escaped as two surrogates); bodies past 2 MB are refused
+# unread (`BodyLimit`), and a too-long review of up to about 2,000,000 characters still gets
+# `check_review`'s message, which names its length.
+MAX_BODY_BYTES = 2_000_000
+MAX_MODEL_NAME_CHARS = 200  # a bundle's folder name; longer is not a name, and is not echoed back
+# The page takes no files, but Gradio accepts uploads on every app (`/gradio_api/upload`), without a
+# limit unless one is set: a stranger could fill the disk. This is the smallest size Gradio takes.
+MAX_UPLOAD_BYTES = 1
+# Gradio keeps a copy of the page's state for every session, and every plain HTTP API call
+# (`/gradio_api/call/explain`) is a session of its own: 75-190 KB each here (measured), kept until
+# `state_session_capacity` newer ones push it out; Gradio's default, 10,000, lets API clients grow the
+# server by 1-2 GB. 128 sessions, twice the default queue, hold about 25 MB. A browser tab pushed out
+# only loses its last explanation for the highlight toggle: press Explain again.
+SESSIONS_KEPT = 128
 
 # Written for this project. The first is the cereal review of the reference articles' intuition; the
 # next turns late, the two after it are decided by their first word, which the plain RNN has mostly
@@ -71,16 +105,84 @@ CSS = """
 """
 
 
+def check_review(text: object) -> str:
+    """`text` if the server explains it, else a `ConfigError` saying why in one line.
+
+    The page's textbox always sends a string, but the API does not convert what a client sends: `None`, a
+    number, a list or a dict arrive as they are. JSON may also carry a lone UTF-16 surrogate (`"\\ud800"`),
+    which Python accepts in a `str` but the tokenizer cannot read and no JSON response can carry. The
+    length is checked first, so that nothing else scans a huge string; an empty review is left to
+    `explain_one`, which says so for library callers too."""
+    if not isinstance(text, str):
+        raise ConfigError(f"the review must be text (a JSON string), got {type(text).__name__}")
+    if len(text) > MAX_REVIEW_CHARS:
+        raise ConfigError(
+            f"the review is too long: {len(text):,} characters received, the limit is {MAX_REVIEW_CHARS:,} "
+            "(the models read only its beginning)"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigError(f"the review is not valid Unicode: a lone surrogate at character {error.start}") from None
+    return text
+
+
+def check_model_name(name: object) -> str:
+    """`name` if it can name a served model (`None` and `""` mean the first), else a `ConfigError`."""
+    if name is None:
+        return ""
+    if not isinstance(name, str):
+        raise ConfigError(f"the model name must be text such as 'sst2-gru' or 'gru', got {type(name).__name__}")
+    if len(name) > MAX_MODEL_NAME_CHARS:
+        raise ConfigError(f"no served model has a {len(name):,}-character name")
+    return name
+
+
+class BodyLimit:
+    """ASGI middleware: refuses a request whose body is over `limit` bytes (413) before Gradio reads it.
+
+    A declared `Content-Length` is checked before anything is read; a body sent in chunks without one is
+    cut off where it passes the limit (the app sees the client go away)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            message = f"the request body is over {self.limit:,} bytes".encode()
+            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            return await send({"type": "http.response.body", "body": message})
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    return {"type": "http.disconnect"}
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
 def build_app(models: list[DemoModel]):
     """The page for `models` (one column each), with the `/explain` API endpoint and a bounded queue."""
     import gradio as gr
 
     def user_error(error: Exception) -> Exception:
-        """A message for the page, never a traceback: user mistakes as they are, bugs logged and named."""
+        """A message for the page, never a traceback: user mistakes as they are; bugs logged with their
+        traceback and named to the client by type only, since their message may carry server internals
+        (a TorchScript error holds the serialised code and its file paths)."""
         if isinstance(error, (ConfigError, FileNotFoundError)):
-            return gr.Error(str(error))
+            LOG.info("refused: %s", error)  # one line: a client's mistake is not the server's problem
+            return gr.Error(str(error), print_exception=False)
         LOG.exception("explaining a review failed")
-        return gr.Error(f"sentikit could not explain this review ({type(error).__name__}: {error})")
+        message = f"sentikit could not explain this review: an internal error ({type(error).__name__}), logged on the server"
+        return gr.Error(message, print_exception=False)
 
     def show(models_reports: list[dict[str, Any]] | None, highlight: str) -> list[Any]:
         if not models_reports:
@@ -94,7 +196,7 @@ def build_app(models: list[DemoModel]):
 
     def explain_page(text: str, highlight: str) -> list[Any]:
         try:
-            reports = explain_review(models, text)
+            reports = explain_review(models, check_review(text))
         except Exception as error:  # noqa: BLE001 - shown as a message, see user_error
             raise user_error(error) from None
         return [reports] + show(reports, highlight)
@@ -104,7 +206,7 @@ def build_app(models: list[DemoModel]):
         head's bias, the method, and per word its character span, contributions (one per class),
         retention, memory decay and gate means."""
         try:
-            return explain_one(find_model(models, model), text)
+            return explain_one(find_model(models, check_model_name(model)), check_review(text))
         except Exception as error:  # noqa: BLE001
             raise user_error(error) from None
 
@@ -112,7 +214,10 @@ def build_app(models: list[DemoModel]):
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=4):
-                review = gr.Textbox(label="Review", lines=4, max_lines=12, placeholder="Type or paste a review", elem_id="review")
+                review = gr.Textbox(
+                    label="Review", lines=4, max_lines=12, max_length=MAX_REVIEW_CHARS, elem_id="review",
+                    placeholder=f"Type or paste a review (up to {MAX_REVIEW_CHARS:,} characters)",
+                )
             with gr.Column(scale=1, min_width=200):
                 highlight = gr.Radio(list(HIGHLIGHTS), value="contribution", label="Highlight", elem_id="highlight")
                 button = gr.Button("Explain", variant="primary", elem_id="explain-button")
@@ -143,6 +248,22 @@ def build_app(models: list[DemoModel]):
     return demo
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Ask glibc to share `arenas` malloc arenas among all threads (Linux with glibc; elsewhere a no-op).
+
+    Gradio runs every request in one of up to 40 worker threads, and replaces idle ones. glibc gives
+    threads arenas of their own, up to 8 per core, and each arena keeps the freed buffers of the largest
+    requests it served (an RNN's occlusion batch, a long review's JSON), so the server's resident memory
+    climbs for thousands of requests before it levels off. `--concurrency` reviews run at once, so two
+    arenas are enough. Measured with `benchmarks/app_load.py` on 2 cores: the server grew 30 MB over
+    3,000 requests with two arenas, 183 MB over 5,000 without, at the same requests/s."""
+    m_arena_max = -8  # M_ARENA_MAX in glibc's malloc.h
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python app.py", description="The sentikit demo: which words each cell's gates kept.")
     parser.add_argument("--bundle", action="append", default=[], help="a bundle folder or .zip to serve (repeat for several; default: the shipped SST-2 RNN, LSTM and GRU)")
@@ -157,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network: nothing is reported anywhere
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.concurrency < 1 or args.queue_size < 1:
@@ -170,6 +292,15 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     explain_review(models, EXAMPLES[0])  # TorchScript optimises a method on its first calls: not on a user's time
+    from starlette.middleware import Middleware
+
     demo = build_app(models)
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS, footer_links=["api"])
+    # api_open=False: Gradio otherwise opens `/gradio_api/run/<name>` off Hugging Face Spaces, a route
+    # that runs a queued event at once, past the concurrency limit and the queue's size.
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size, api_open=False)
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, css=CSS, footer_links=["api"],
+        show_error=False,  # Gradio's default, said aloud: an exception that is not a gr.Error reaches a client as `null`
+        max_file_size=MAX_UPLOAD_BYTES, state_session_capacity=SESSIONS_KEPT,
+        app_kwargs={"middleware": [Middleware(BodyLimit, limit=MAX_BODY_BYTES)]},
+    )

@@ -1,61 +1,47 @@
-"""The running app: `python app.py` in a subprocess, called through its API and driven in a real browser."""
+"""The running app: `python app.py` in a subprocess, called through its API and driven in a real browser.
 
+The app is started, and called over plain HTTP, by the helpers of `benchmarks/app_load.py`, whose load
+test (20 clients, 500 requests) is also run here, as a slow test."""
+
+import importlib.util
+import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
-from sentikit.app import DEFAULT_BUNDLES, EXAMPLES
+from sentikit.app import (
+    DEFAULT_BUNDLES, EXAMPLES, MAX_BODY_BYTES, MAX_REVIEW_CHARS, build_app, build_parser, check_model_name, check_review,
+)
+from sentikit.errors import ConfigError
 from sentikit.page import explain_one, load_models
 
 REPO = Path(__file__).resolve().parents[1]
-STARTUP_SECONDS = 120
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("app_load", REPO / "benchmarks" / "app_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app_load"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+app_load = load_benchmark()
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    """`python app.py` on a free port, as a user starts it; its output is shown if it fails to come up."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--concurrency", "4"],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**__import__("os").environ, "GRADIO_ANALYTICS_ENABLED": "False"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"app.py did not answer on {url} within {STARTUP_SECONDS} s:\n{log.read_text()}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    """`python app.py` on 127.0.0.1 and a free port, as a user starts it (its output is shown if it fails)."""
+    with app_load.running_app(["--concurrency", "4"], tmp_path_factory.mktemp("app") / "app.log") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +82,65 @@ def test_the_endpoint_defaults_to_the_first_model_and_names_a_wrong_one_or_an_em
         api.predict("   ", api_name="/explain")
 
 
-def test_a_review_of_100000_characters_is_answered_truncated(app_url):
-    result = client(app_url).predict("what a lovely , warm film . " * 3600, "gru", api_name="/explain")
+def test_a_review_just_under_the_length_limit_is_answered_truncated(app_url):
+    text = "what a lovely , warm film . " * 700  # 19,600 characters, some 5,600 tokens
+    assert len(text) <= MAX_REVIEW_CHARS
+    result = client(app_url).predict(text, "gru", api_name="/explain")
     assert result["truncated"] and result["num_tokens"] > result["max_length"] >= len(result["words"])
+
+
+def test_a_review_of_100000_characters_is_refused_naming_the_limit_and_its_length(app_url):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"^the review is too long: 100,000 characters received, the limit is 20,000 "):
+        client(app_url).predict(("what a lovely , warm film . " * 3600)[:100_000], "gru", api_name="/explain")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "the review must be text (a JSON string), got NoneType"),
+        (3.5, "got float"),
+        (["a", "list"], "got list"),
+        ({"text": "a dict"}, "got dict"),
+        ("a" * (MAX_REVIEW_CHARS + 1), f"the review is too long: {MAX_REVIEW_CHARS + 1:,} characters received, the limit is {MAX_REVIEW_CHARS:,}"),
+        ("bad \udcff bytes", "the review is not valid Unicode: a lone surrogate at character 4"),
+    ],
+)
+def test_the_server_refuses_a_review_that_is_not_text_too_long_or_not_unicode(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_review(text)
+
+
+def test_the_server_accepts_any_unicode_text_up_to_the_limit():
+    for text in ["a" * MAX_REVIEW_CHARS, "nul\x00 bell\x07 escape\x1b[0m", "\U0001f600 \u200b", ""]:
+        assert check_review(text) == text  # emptiness is explain_one's to say, for library callers too
+
+
+def test_a_model_name_must_be_short_text_or_nothing():
+    assert check_model_name(None) == "" and check_model_name("sst2-gru") == "sst2-gru"
+    with pytest.raises(ConfigError, match="the model name must be text such as 'sst2-gru' or 'gru', got int"):
+        check_model_name(7)
+    with pytest.raises(ConfigError, match="no served model has a 1,000-character name"):
+        check_model_name("m" * 1_000)
+
+
+@pytest.mark.parametrize(("name", "text", "model", "message"), app_load.BAD_INPUTS, ids=[bad[0] for bad in app_load.BAD_INPUTS])
+def test_a_bad_input_gets_its_error_and_the_server_keeps_answering(app_url, name, text, model, message):
+    with httpx.Client() as http:
+        result, error = app_load.call(http, app_url, text, model, timeout=60)
+        assert result is None and message in error and "\n" not in error
+        result, error = app_load.call(http, app_url, "a warm , funny film", "lstm", timeout=60)
+    assert error is None and result["label"] == "positive"
+
+
+@pytest.mark.parametrize("text", app_load.ODD_REVIEWS[:2], ids=["control characters", "emoji and zero-width spaces"])
+def test_control_characters_and_emoji_are_explained_as_any_text(app_url, text):
+    with httpx.Client() as http:
+        result, error = app_load.call(http, app_url, text, "gru", timeout=60)
+    assert error is None and result["text"] == text and result["words"]
+    for word in result["words"]:
+        assert text[word["start"] : word["end"]] == word["word"]
 
 
 def test_twenty_clients_at_once_are_all_answered_correctly(app_url, local_models):
@@ -114,6 +156,83 @@ def test_twenty_clients_at_once_are_all_answered_correctly(app_url, local_models
         results = list(pool.map(ask, sentences))
     assert [r["text"] for r in results] == sentences
     assert [r["label"] for r in results] == expected
+
+
+def test_the_queue_cannot_be_skipped_through_the_direct_run_route(app_url):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        request = urllib.request.Request(
+            app_url + "/gradio_api/run/explain", data=b'{"data": ["a fine film", "gru"]}', headers={"content-type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 404
+
+
+def test_a_body_over_the_limit_is_refused_unread_whether_its_length_is_declared_or_not(app_url):
+    declared = httpx.post(app_url + "/gradio_api/call/explain", content=b"x" * (MAX_BODY_BYTES + 1), timeout=30)
+    assert declared.status_code == 413 and declared.text == f"the request body is over {MAX_BODY_BYTES:,} bytes"
+
+    def chunks():  # no Content-Length: read until it passes the limit, then the app sees the client leave
+        yield b'{"data": ["'
+        for _ in range(MAX_BODY_BYTES // 100_000 + 1):
+            yield b"x" * 100_000
+        yield b'", "gru"]}'
+
+    chunked = httpx.post(app_url + "/gradio_api/call/explain", content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+    assert chunked.status_code == 400
+    with httpx.Client() as http:
+        result, error = app_load.call(http, app_url, "a warm , funny film", "gru", timeout=60)
+    assert error is None and result["label"] == "positive"
+
+
+def test_the_launch_defaults_are_this_machine_only_and_no_error_details(app_url):
+    assert build_parser().parse_args([]).host == "127.0.0.1"
+    config = httpx.get(app_url + "/config", timeout=10).json()
+    assert config["show_error"] is False and config["max_file_size"] == 1
+
+
+def test_the_app_takes_no_uploads(app_url):
+    response = httpx.post(app_url + "/gradio_api/upload", files={"files": ("review.txt", b"a fine film " * 100)}, timeout=10)
+    assert response.status_code == 413
+
+
+def test_an_unexpected_failure_reaches_the_client_named_without_its_message(local_models, monkeypatch):
+    import gradio as gr
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("The following operation failed in the TorchScript interpreter: /srv/secret/model.py line 7")
+
+    monkeypatch.setattr(local_models[2].explainer, "explain", broken)
+    demo = build_app(local_models)
+    explain = next(fn.fn for fn in demo.fns.values() if fn.api_name == "explain")
+    with pytest.raises(gr.Error) as failed:
+        explain("a fine film", "gru")
+    assert failed.value.message == "sentikit could not explain this review: an internal error (RuntimeError), logged on the server"
+
+
+@pytest.fixture(scope="module")
+def small_queue_url(tmp_path_factory):
+    """The app with one bundle, one review explained at a time and two waiting."""
+    args = ["--bundle", str(DEFAULT_BUNDLES[0]), "--concurrency", "1", "--queue-size", "2"]
+    with app_load.running_app(args, tmp_path_factory.mktemp("app") / "app.log") as (url, _):
+        yield url
+
+
+def test_requests_beyond_the_queue_are_refused_at_once_and_the_others_answered(small_queue_url):
+    long_review = app_load.ODD_REVIEWS[-1]  # the RNN's occlusion over 128 tokens: a slow request
+    body = {"data": [long_review, "rnn"]}
+    with httpx.Client(timeout=60) as http:
+        start = time.monotonic()
+        posted = [http.post(f"{small_queue_url}/gradio_api/call/explain", json=body) for _ in range(8)]
+        posting = time.monotonic() - start
+        accepted = [p.json()["event_id"] for p in posted if p.status_code == 200]
+        refused = [p for p in posted if p.status_code != 200]
+        assert refused and all(p.status_code == 503 and "Queue is full. Max size is 2" in p.text for p in refused)
+        assert posting < 5  # refused at once, not after a wait
+        for event_id in accepted:
+            answer = http.get(f"{small_queue_url}/gradio_api/call/explain/{event_id}").text
+            assert "event: complete" in answer
+        result, error = app_load.call(http, small_queue_url, "a warm , funny film", "", timeout=60)
+    assert error is None and result["cell"] == "rnn"
 
 
 def test_no_file_outside_the_app_is_served(app_url):
@@ -138,6 +257,7 @@ def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_p
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.goto(app_url)
+            assert page.get_attribute("#review textarea", "maxlength") == str(MAX_REVIEW_CHARS)
             page.fill("#review textarea", text)
             page.click("#explain-button")
             for column in range(3):
@@ -157,3 +277,16 @@ def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_p
             print(f"screenshot: {screenshot}")
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_twenty_clients_sending_500_good_and_bad_requests_are_all_answered_and_memory_stays_flat():
+    """`benchmarks/app_load.py` with its defaults, on its own fresh server."""
+    report = app_load.run_load(clients=20, requests=500, sample=100)
+    print(app_load.table(report))
+    assert len(report.answers) == 500 and report.unanswered == []
+    assert report.good_errors == [] and len(report.of_kind("good")) == 400
+    assert report.bad_wrongly_answered == [] and len(report.of_kind("bad")) == 100
+    assert report.checked == 100 and report.mismatches == []
+    assert report.rss_growth_mb <= app_load.RSS_GROWTH_BOUND_MB
+    assert report.failures() == []
