@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -258,9 +259,17 @@ def load_bundle(path: str | Path) -> Bundle:
 
 def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
     """Rewrite a bundle folder's `meta.json` atomically (its hashes cover the other two files only)."""
-    path = Path(folder) / "meta.json"
-    tmp = path.with_name("meta.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(folder) / "meta.json", meta)
+
+
+def write_json(path: Path, content: Any) -> None:
+    """Write `content` as JSON under a temporary name, flushed to disk, then renamed into place: a kill
+    leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(content, indent=2) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
     tmp.replace(path)
 
 

@@ -34,7 +34,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.bundle import Bundle
+from sentikit.bundle import Bundle, write_json
 from sentikit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -206,16 +206,6 @@ def run_settings(bundle: Bundle, input_path: str | Path, text_column: str, batch
     }
 
 
-def write_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Write `OUTPUT.partial.json` atomically: a kill leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        out.write(json.dumps(settings, indent=2) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-
-
 def check_same_run(partial: Path, sidecar: Path, current: dict[str, Any]) -> None:
     """Refuse to resume `partial` with settings other than those it was started with, naming the first
     that differs."""
@@ -341,7 +331,7 @@ def predict_file(
             raise ConfigError(f"{output_path} already exists; pass --force to overwrite it")
         settings = run_settings(bundle, input_path, text_column, batch_size, top_words)
         output_path.parent.mkdir(parents=True, exist_ok=True)
-        write_settings(sidecar, settings)
+        write_json(sidecar, settings)
     from tqdm.auto import tqdm  # a dependency of `datasets`
 
     bar = tqdm(total=count_rows(input_path), initial=rows, unit=" reviews", disable=not progress)

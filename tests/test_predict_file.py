@@ -20,7 +20,8 @@ import pytest
 from conftest import REPO, SST2, write_table
 from sentikit.bundle import load_bundle
 from sentikit.errors import ConfigError
-from sentikit.predict_file import iter_column_batches, predict_file, run_settings, write_settings
+from sentikit.bundle import write_json
+from sentikit.predict_file import iter_column_batches, predict_file, run_settings
 
 BUNDLES = REPO / "data" / "bundles"
 TEXTS = ["a gripping , funny and wise film", "dull", "it is not the worst , but it is close to it ."]
@@ -315,7 +316,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_bytes_of_an_uninterrupted_run(
         assert killed.returncode == 0, killed.stderr.read()
         lines = output.read_bytes().splitlines(keepends=True)
         partial.write_bytes(b"".join(lines[: 10 * batch_size + 5]) + lines[10 * batch_size + 5][:25])
-        write_settings(output.with_name("predictions.jsonl.partial.json"), run_settings(load_bundle(bundle), source, "text", batch_size, 0))
+        write_json(output.with_name("predictions.jsonl.partial.json"), run_settings(load_bundle(bundle), source, "text", batch_size, 0))
         output.unlink()
     assert partial.stat().st_size > 0 and not output.exists()
 
