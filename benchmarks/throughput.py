@@ -5,10 +5,10 @@ Both sides train a fresh `SentimentClassifier` (same seed: same initial weights,
 on one fixed list of SST-2 batches from `SentimentDataModule`, set up as in `configs/sst2-<cell>.yaml`.
 The hand loop repeats what `configure_optimizers` and Lightning's automatic optimisation do (AdamW,
 no decay on vectors, warmup + cosine `LambdaLR` per step, gradient clipping at norm 1.0), so a gap is
-Lightning's per-step overhead; the largest gap between the two sides' final weights shows they did the
-same work. Start-up and the first `--warmup` batches are not timed; the sides alternate `--repeats`
-times and medians are reported, so a busy machine slows both alike. Tokens are real tokens (the sum of
-`batch["lengths"]`), not padded positions. Target: lightning / hand >= 0.95.
+the per-step overhead of Lightning and of sentikit's own callbacks and logging; the largest gap between
+the two sides' final weights shows they did the same work. Start-up and the first `--warmup` batches
+are not timed; the sides alternate `--repeats` times and medians are reported, so a busy machine slows
+both alike. Tokens are real tokens (the sum of `batch["lengths"]`), not padded positions. Target: lightning / hand >= 0.95.
 
     python benchmarks/throughput.py               # lstm, 220 batches, 5 repeats (about 3 minutes here)
     python benchmarks/throughput.py --cell gru --batches 420 --repeats 3
@@ -34,8 +34,10 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
+from sentikit.callbacks import TrainingMeter
 from sentikit.data import SentimentDataModule
 from sentikit.model import SentimentClassifier, learning_rate_multiplier
+from sentikit.safeguards import RandomState, StopOnNonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,11 +96,14 @@ class StepTimer(pl.Callback):
 
 
 def run_lightning(model: SentimentClassifier, batches: list, warmup: int, seed: int) -> float:
-    """Seconds for batches[warmup:] through `Trainer.fit`, set up as `sentikit fit` does minus the progress bar."""
+    """Seconds for batches[warmup:] through `Trainer.fit` with the callbacks every `sentikit fit` adds (the
+    epoch meter, the random-state saver and the divergence check), minus the progress bar, checkpoints
+    and validation, which the hand loop does not do either."""
     timer = StepTimer(warmup, len(batches) - 1, seed)
+    callbacks = [timer, TrainingMeter(), RandomState(), StopOnNonFiniteLoss()]
     with tempfile.TemporaryDirectory(prefix="sentikit-throughput-") as logs:
         trainer = pl.Trainer(
-            max_epochs=1, gradient_clip_val=1.0, log_every_n_steps=50, logger=CSVLogger(logs), callbacks=[timer],
+            max_epochs=1, gradient_clip_val=1.0, log_every_n_steps=50, logger=CSVLogger(logs), callbacks=callbacks,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             limit_val_batches=0, use_distributed_sampler=False, accelerator="cpu", devices=1,
         )  # fmt: skip

@@ -104,6 +104,7 @@ class SentimentClassifier(pl.LightningModule):
         )
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        self._train_loss_window: list[torch.Tensor] = []
 
     @property
     def num_parameters(self) -> int:
@@ -131,8 +132,24 @@ class SentimentClassifier(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(self.drop_words(batch["token_ids"]), batch["lengths"])
         loss = F.cross_entropy(logits, batch["labels"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(logits))
+        self._log_train_loss(loss)
         return loss
+
+    def _log_train_loss(self, loss: torch.Tensor) -> None:
+        """Logs `train_loss` as the mean over the batches since the last logging step, only on the steps
+        where Lightning writes step logs (every `log_every_n_steps`).
+
+        Each `self.log` call walks Lightning's result object (about 0.5 ms on the CPU), which on SST-2's
+        short steps cost 3% of the training throughput when done every batch. Loggers only write every
+        `log_every_n_steps` anyway, and the window's mean is a steadier figure than one batch's loss."""
+        if self._trainer is None:  # a training step called by hand, as Lightning's own `log` allows
+            return
+        window = self._train_loss_window
+        window.append(loss.detach())
+        every = self.trainer.log_every_n_steps
+        if every and ((self.trainer.global_step + 1) % every == 0 or self.trainer.should_stop):
+            self.log("train_loss", torch.stack(window).mean(), prog_bar=True)
+            window.clear()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
