@@ -34,10 +34,9 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from sentikit.callbacks import TrainingMeter
+from sentikit.cli import every_run_callbacks
 from sentikit.data import SentimentDataModule
 from sentikit.model import SentimentClassifier, learning_rate_multiplier
-from sentikit.safeguards import RandomState, StopOnNonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +99,7 @@ def run_lightning(model: SentimentClassifier, batches: list, warmup: int, seed: 
     epoch meter, the random-state saver and the divergence check), minus the progress bar, checkpoints
     and validation, which the hand loop does not do either."""
     timer = StepTimer(warmup, len(batches) - 1, seed)
-    callbacks = [timer, TrainingMeter(), RandomState(), StopOnNonFiniteLoss()]
+    callbacks = [timer, *every_run_callbacks()]
     with tempfile.TemporaryDirectory(prefix="sentikit-throughput-") as logs:
         trainer = pl.Trainer(
             max_epochs=1, gradient_clip_val=1.0, log_every_n_steps=50, logger=CSVLogger(logs), callbacks=callbacks,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from tokenizers import Tokenizer
 
+from sentikit.atomic import write_json
 from sentikit.errors import ConfigError
 from sentikit.portable import PortableClassifier
 from sentikit.tokenizer import PAD_ID, right_pad, tokenizer_from_string
@@ -261,16 +261,6 @@ def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
     """Rewrite a bundle folder's `meta.json` atomically (its hashes cover the other two files only)."""
     write_json(Path(folder) / "meta.json", meta)
 
-
-def write_json(path: Path, content: Any) -> None:
-    """Write `content` as JSON under a temporary name, flushed to disk, then renamed into place: a kill
-    leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        out.write(json.dumps(content, indent=2) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
 
 
 def evaluate_bundle(bundle: Bundle, texts: list[str], labels: list[int], batch_size: int = 256) -> dict[str, Any]:

@@ -36,6 +36,13 @@ from sentikit.safeguards import RandomState, StopOnNonFiniteLoss
 LOG = logging.getLogger("sentikit")
 
 
+def every_run_callbacks() -> list[Callback]:
+    """The callbacks every `sentikit` trainer gets, whatever its config: each run logs what its epochs
+    cost (seconds, tokens/s, peak memory) beside its metrics, saves its random states for an exact
+    resume, and stops at the first non-finite loss."""
+    return [TrainingMeter(), RandomState(), StopOnNonFiniteLoss()]
+
+
 class SentikitCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         # A mistyped option raises instead of printing the whole usage (hundreds of lines) above the
@@ -62,10 +69,7 @@ class SentikitCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback | None]) -> Trainer:
         # An optional callback group that a config leaves out (`weight_averaging`) instantiates to None.
-        # Every run logs what its epochs cost (seconds, tokens/s, peak memory) beside its metrics, saves
-        # its random states for an exact resume, and stops at the first non-finite loss.
-        extra = [TrainingMeter(), RandomState(), StopOnNonFiniteLoss()]
-        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None] + extra)
+        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None] + every_run_callbacks())
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand

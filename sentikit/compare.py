@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentikit.atomic import write_json
 from sentikit.errors import ConfigError
 
 CELLS = ("rnn", "lstm", "gru")
@@ -100,7 +101,7 @@ def compare(
         train(run, fit_args, setup, folder)
         print(f"[{number}/{len(runs)}] {run.name}: evaluating the best checkpoint", flush=True)
         result = evaluate(run, folder, setup, decay_reviews)
-        _write_json(result_file, result)
+        write_json(result_file, result)
         results.append(result)
         trained += 1
     command = ["sentikit", "compare", *fit_args, "--cells", *cells, "--seeds", str(seeds), "--out", str(out)]
@@ -184,7 +185,7 @@ def check_plan(out: Path, fit_args: list[str], force: bool) -> None:
             for name in ("runs", "tokenizer.json"):
                 path = out / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    _write_json(plan_file, plan)
+    write_json(plan_file, plan)
 
 
 def _config_hashes(fit_args: list[str]) -> dict[str, str]:
@@ -228,7 +229,7 @@ def train(run: Run, fit_args: list[str], setup: Setup, folder: Path) -> None:
             "run the same command again to resume from its last checkpoint"
         )
     best = best_checkpoint(checkpoints)
-    _write_json(folder / "fit.json", {"best_checkpoint": str(best), "seconds": time.perf_counter() - started})
+    write_json(folder / "fit.json", {"best_checkpoint": str(best), "seconds": time.perf_counter() - started})
 
 
 def best_checkpoint(checkpoints: Path) -> Path:
@@ -314,11 +315,3 @@ def _state(folder: Path) -> str:
     if (folder / "checkpoints" / "last.ckpt").is_file():
         return "resuming training from its last checkpoint"
     return "training"
-
-
-def _write_json(path: Path, content: Any) -> None:
-    """Written atomically (`report.write_text`): a stopped comparison never leaves half a file."""
-    from sentikit.report import write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(content, indent=2) + "\n")

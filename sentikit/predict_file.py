@@ -34,7 +34,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.bundle import Bundle, write_json
+from sentikit.atomic import write_json
+from sentikit.bundle import Bundle
 from sentikit.errors import ConfigError
 
 log = logging.getLogger(__name__)

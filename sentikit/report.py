@@ -15,6 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from sentikit.atomic import write_text
+
 # How far back the table reads the memory-decay curve: a sentence's length in SST-2, early in a review
 # in IMDB. The full curve is in report.json and memory_decay.png.
 DECAY_DISTANCE = 20
@@ -213,12 +215,6 @@ def _epochs(figure: dict[str, float] | None) -> str:
 def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1e}"
 
-
-def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 # --- plots ----------------------------------------------------------------------------------------

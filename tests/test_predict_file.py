@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, SST2, write_table
 from sentikit.bundle import load_bundle
 from sentikit.errors import ConfigError
-from sentikit.bundle import write_json
+from sentikit.atomic import write_json
 from sentikit.predict_file import iter_column_batches, predict_file, run_settings
 
 BUNDLES = REPO / "data" / "bundles"
