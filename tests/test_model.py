@@ -114,33 +114,37 @@ def test_bf16_mixed_precision_trains_on_the_cpu(cell):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
 
 
-def test_train_loss_is_logged_as_the_mean_of_the_batches_since_the_last_logging_step(tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_train_loss_is_logged_as_the_mean_of_the_batches_since_the_last_logging_step(tmp_path, accumulate):
     import csv
 
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    class LossRecorder(pl.Callback):
-        def __init__(self):
-            self.losses = []
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.losses.append(outputs["loss"].item())
-
     torch.manual_seed(0)
     batches = [
         {"token_ids": torch.randint(2, 50, (4, 6)), "lengths": torch.tensor([6, 5, 3, 2]), "labels": torch.randint(0, 2, (4,))}
-        for _ in range(7)
+        for _ in range(6 * accumulate + 1)
     ]
-    recorder = LossRecorder()
+    model, losses = classifier(), []
+    training_step = model.training_step
+
+    def recording_step(batch, batch_idx):
+        loss = training_step(batch, batch_idx)
+        losses.append(loss.item())
+        return loss
+
+    model.training_step = recording_step
     trainer = pl.Trainer(
-        max_epochs=1, log_every_n_steps=3, logger=CSVLogger(tmp_path), callbacks=[recorder],
+        max_epochs=1, log_every_n_steps=3, accumulate_grad_batches=accumulate, logger=CSVLogger(tmp_path),
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(classifier(), train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     with open(tmp_path / "lightning_logs/version_0/metrics.csv") as file:
         logged = {int(row["step"]): float(row["train_loss"]) for row in csv.DictReader(file) if row["train_loss"]}
-    # Lightning writes step logs after batches 3 and 6 (steps 2 and 5); batch 7 is left for the next window
+    # Lightning writes step logs after optimizer steps 3 and 6 (logged as steps 2 and 5), each of
+    # `accumulate` batches; the batches after the second window are left for the next one
+    window = 3 * accumulate
     assert sorted(logged) == [2, 5]
-    assert logged[2] == pytest.approx(sum(recorder.losses[0:3]) / 3, rel=1e-6)
-    assert logged[5] == pytest.approx(sum(recorder.losses[3:6]) / 3, rel=1e-6)
+    assert logged[2] == pytest.approx(sum(losses[:window]) / window, rel=1e-6)
+    assert logged[5] == pytest.approx(sum(losses[window : 2 * window]) / window, rel=1e-6)
