@@ -145,7 +145,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines.append(
         f"Scores: mean ± standard deviation over {seeds} seed{'s' if seeds > 1 else ''}, best checkpoint by validation accuracy. "
         f"Speeds: training batches only, real tokens; inference on {setup['length_split']} ({setup['evaluation_device']}, "
-        f"{setup['threads']} threads). Peak memory: {_memory_kind(setup)}. Memory {DECAY_DISTANCE} words back: "
+        f"{setup['threads']} thread{'s' if setup['threads'] > 1 else ''}). Peak memory: {_memory_kind(setup)}. Memory {DECAY_DISTANCE} words back: "
         f"mean ||d h_T / d x_t|| of the final forward state {DECAY_DISTANCE} tokens before the end, over the last token's."
     )
     return "\n".join(lines)
