@@ -67,7 +67,11 @@ def run_by_hand(model: SentimentClassifier, batches: list, warmup: int, seed: in
     for step, batch in enumerate(batches):
         if step == warmup:
             start = time.perf_counter()
-        loss = F.cross_entropy(model(model.drop_words(batch["token_ids"]), batch["lengths"]), batch["labels"])
+        embedded = model.embedding(model.drop_words(batch["token_ids"]))
+        loss = F.cross_entropy(model.classify(embedded, batch["lengths"]), batch["labels"])
+        if hp.adversarial > 0:
+            pushed = embedded + model.adversarial_perturbation(embedded, loss)
+            loss = loss + F.cross_entropy(model.classify(pushed, batch["lengths"]), batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -71,6 +71,7 @@ def test_biases_get_no_weight_decay():
         (dict(embedding_dim=0), "embedding_dim"),
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(dropout=-0.1), "dropout"),
+        (dict(adversarial=-0.1), "adversarial"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
@@ -83,7 +84,7 @@ def test_word_dropout_hides_words_behind_unk_in_training_and_never_touches_paddi
 
     model = classifier(word_dropout=0.5)
     seen = []
-    model.forward = lambda token_ids, lengths: seen.append(token_ids) or torch.zeros(len(token_ids), 2, requires_grad=True)
+    model.embedding.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     ids = torch.randint(2, 50, (4, 30))
     ids[:, 25:] = 0  # padding stays padding
     batch = {"token_ids": ids, "lengths": torch.full((4,), 25), "labels": torch.zeros(4, dtype=torch.long)}
@@ -97,6 +98,55 @@ def test_word_dropout_hides_words_behind_unk_in_training_and_never_touches_paddi
 def test_without_word_dropout_training_sees_the_words_unchanged():
     ids = torch.randint(2, 50, (4, 30))
     assert classifier(word_dropout=0.0).drop_words(ids) is ids
+
+
+def adversarial_setup(share: float):
+    """A classifier without dropout (so that two passes agree) and a batch with padding."""
+    torch.manual_seed(0)
+    model = classifier(adversarial=share, dropout=0.0, embedding_dropout=0.0)
+    ids = torch.randint(2, 50, (4, 9))
+    lengths = torch.tensor([9, 6, 4, 2])
+    ids[torch.arange(9)[None, :] >= lengths[:, None]] = 0
+    return model, {"token_ids": ids, "lengths": lengths, "labels": torch.tensor([0, 1, 1, 0])}
+
+
+def loss_on(model, embedded, batch):
+    return torch.nn.functional.cross_entropy(model.classify(embedded, batch["lengths"]), batch["labels"])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_adversarial_push_has_the_set_share_of_each_reviews_norm_and_raises_the_loss_more_than_chance(cell):
+    model, batch = adversarial_setup(0.1)
+    model.encoder = type(model.encoder)(8, cell=cell, hidden_size=6)
+    embedded = model.embedding(batch["token_ids"])
+    clean = loss_on(model, embedded, batch)
+    push = model.adversarial_perturbation(embedded, clean)
+
+    torch.testing.assert_close(push.flatten(1).norm(dim=1), 0.1 * embedded.detach().flatten(1).norm(dim=1))
+    assert (push[batch["token_ids"] == 0] == 0).all()  # padding is never pushed
+    uphill = loss_on(model, embedded + push, batch) - clean
+    torch.manual_seed(1)
+    random = torch.randn_like(push) * (batch["token_ids"] != 0)[..., None]
+    random = random * (push.flatten(1).norm(dim=1) / random.flatten(1).norm(dim=1))[:, None, None]
+    assert uphill > 0
+    assert uphill > 5 * abs(loss_on(model, embedded + random, batch) - clean)
+
+
+def test_adversarial_training_adds_the_pushed_batchs_loss_and_trains_through_it():
+    model, batch = adversarial_setup(0.1)
+    loss = model.training_step(batch, 0)
+
+    embedded = model.embedding(batch["token_ids"])
+    clean = loss_on(model, embedded, batch)
+    pushed = loss_on(model, embedded + model.adversarial_perturbation(embedded, clean), batch)
+    torch.testing.assert_close(loss, clean + pushed)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_without_adversarial_training_the_loss_is_the_plain_cross_entropy():
+    model, batch = adversarial_setup(0.0)
+    torch.testing.assert_close(model.training_step(batch, 0), loss_on(model, model.embedding(batch["token_ids"]), batch))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
