@@ -1,5 +1,5 @@
 """Run by test_ddp.py as its own program: 2 CPU processes (gloo) train for two epochs and each rank
-writes which examples it saw, per epoch and stage, to OUT/rank{N}.json.
+writes which examples it saw, per epoch and stage, and its final weights' sums to OUT/rank{N}.json.
 
 Lightning's DDP launcher starts rank 1 by running this same command again, so it must be a script.
 """
@@ -32,7 +32,8 @@ class RecordingClassifier(SentimentClassifier):
 def main(out: str, train: str, validation: str) -> None:
     pl.seed_everything(0)
     data = SentimentDataModule(data_files={"train": train, "validation": validation}, batch_size=32, max_length=32)
-    model = RecordingClassifier(data.vocabulary_size, data.classes, cell="gru", embedding_dim=8, hidden_size=8)
+    # Adversarial training takes a gradient inside the training step: DDP must still sync one backward.
+    model = RecordingClassifier(data.vocabulary_size, data.classes, cell="gru", embedding_dim=8, hidden_size=8, adversarial=0.05)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -46,7 +47,8 @@ def main(out: str, train: str, validation: str) -> None:
     )
     trainer.fit(model, datamodule=data)
     with open(f"{out}/rank{trainer.global_rank}.json", "w") as file:
-        json.dump({"world_size": trainer.world_size, "seen": model.seen, "vocab": data.vocabulary_size}, file)
+        weights = [p.detach().double().sum().item() for p in model.parameters()]
+        json.dump({"world_size": trainer.world_size, "seen": model.seen, "vocab": data.vocabulary_size, "weights": weights}, file)
 
 
 if __name__ == "__main__":

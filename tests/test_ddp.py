@@ -41,6 +41,10 @@ def test_ranks_run_the_same_number_of_batches(ddp_run, stage):
         assert len(ddp_run[0]["seen"][f"{stage}/{epoch}"]) == len(ddp_run[1]["seen"][f"{stage}/{epoch}"])
 
 
+def test_ranks_end_with_the_same_weights(ddp_run):
+    assert ddp_run[0]["weights"] == pytest.approx(ddp_run[1]["weights"], rel=1e-6)
+
+
 def test_training_batches_change_between_epochs(ddp_run):
     rank0 = ddp_run[0]["seen"]
     assert rank0["train/0"] != rank0["train/1"]
