@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the demo bundles in this folder from the SST-2 configs: train each cell, then export its best
 # checkpoint with its accuracy on the SST-2 validation split recorded in meta.json.
-#   bash data/bundles/make_bundles.sh          (from the repository root; about 40 minutes on 2 CPU cores)
+#   bash data/bundles/make_bundles.sh          (from the repository root; about 25 minutes on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for cell in rnn lstm gru; do
