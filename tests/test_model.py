@@ -100,10 +100,10 @@ def test_without_word_dropout_training_sees_the_words_unchanged():
     assert classifier(word_dropout=0.0).drop_words(ids) is ids
 
 
-def adversarial_setup(share: float):
+def adversarial_setup(share: float, cell: str = "lstm"):
     """A classifier without dropout (so that two passes agree) and a batch with padding."""
     torch.manual_seed(0)
-    model = classifier(adversarial=share, dropout=0.0, embedding_dropout=0.0)
+    model = classifier(cell=cell, adversarial=share, dropout=0.0, embedding_dropout=0.0)
     ids = torch.randint(2, 50, (4, 9))
     lengths = torch.tensor([9, 6, 4, 2])
     ids[torch.arange(9)[None, :] >= lengths[:, None]] = 0
@@ -116,8 +116,7 @@ def loss_on(model, embedded, batch):
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_the_adversarial_push_has_the_set_share_of_each_reviews_norm_and_raises_the_loss_more_than_chance(cell):
-    model, batch = adversarial_setup(0.1)
-    model.encoder = type(model.encoder)(8, cell=cell, hidden_size=6)
+    model, batch = adversarial_setup(0.1, cell)
     embedded = model.embedding(batch["token_ids"])
     clean = loss_on(model, embedded, batch)
     push = model.adversarial_perturbation(embedded, clean)
