@@ -26,8 +26,10 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -222,14 +224,37 @@ def train(run: Run, fit_args: list[str], setup: Setup, folder: Path) -> None:
     if (checkpoints / "last.ckpt").is_file():
         command += ["--ckpt_path", str(checkpoints / "last.ckpt")]
     started = time.perf_counter()
-    code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    code = run_child(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if code != 0:
+        how = f"was stopped by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
         raise ConfigError(
-            f"run {run.name} stopped (sentikit fit exited with {code}; its output is above); "
+            f"run {run.name} stopped (sentikit fit {how}; its output is above); "
             "run the same command again to resume from its last checkpoint"
         )
     best = best_checkpoint(checkpoints)
     write_json(folder / "fit.json", {"best_checkpoint": str(best), "seconds": time.perf_counter() - started})
+
+
+def run_child(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` and return its exit code, passing a SIGTERM sent to this process on to it.
+
+    A scheduler or `kill` that stops `sentikit compare` signals its pid only; without this the training
+    it started would go on unseen, holding the cores, until it finished. Lightning in the child stops at
+    the signal, and the run resumes from its `last.ckpt` when the comparison is started again. Ctrl-C
+    reaches the whole process group, so the child stops by itself; as with `subprocess.call`, an
+    exception here (that Ctrl-C) kills the child rather than leave it behind."""
+    child = subprocess.Popen(command, env=env)
+    forward = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)) if forward else None
+    try:
+        return child.wait()
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    finally:
+        if forward:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def best_checkpoint(checkpoints: Path) -> Path:

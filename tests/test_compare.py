@@ -3,6 +3,7 @@ measured, reported, and resumed rather than repeated."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,24 @@ def test_options_that_compare_sets_per_run_are_refused(option, tiny_config, tmp_
     result = sentikit("compare", "-c", str(tiny_config), "--out", str(tmp_path), option, "1", cwd=tmp_path)
     assert result.returncode == 2
     assert f"{option} is set by sentikit compare" in result.stderr
+
+
+def test_terminating_compare_stops_the_training_it_started(tmp_path):
+    """`kill <pid of sentikit compare>` (what a job scheduler sends) must not leave its `sentikit fit`
+    running unseen on the machine: the signal is passed on, and the exit code says how the child ended."""
+    training = "import os, time; print(os.getpid(), flush=True); time.sleep(120)"
+    parent = (
+        "import sys\n"
+        "from sentikit.compare import run_child\n"
+        f"print('child exited with', run_child([sys.executable, '-c', {training!r}], env={{}}), flush=True)\n"
+    )
+    compare = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = int(compare.stdout.readline())
+    try:
+        compare.terminate()
+        output, _ = compare.communicate(timeout=30)
+        assert f"child exited with -{signal.SIGTERM.value}" in output
+        assert not Path(f"/proc/{child}").exists()  # reaped by compare, not orphaned
+    finally:
+        if Path(f"/proc/{child}").exists():
+            os.kill(child, signal.SIGKILL)
