@@ -3,7 +3,8 @@
 Packing means the recurrence stops at each review's true length: padding never changes a result, and
 the final state `h_T` really is the state after the last word (in both directions when bidirectional).
 That final state is the default summary of a review because the gates issue splits it exactly into
-per-word writes; mean and max pooling over time are there to compare against.
+per-word writes; mean and max pooling over time (and both side by side, `max_mean`) are there to compare
+against, and read long documents better.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sentikit.errors import ConfigError
 from sentikit.gates import reversal_index
 
 Cell = Literal["rnn", "lstm", "gru"]
-Pooling = Literal["last", "mean", "max"]
+Pooling = Literal["last", "mean", "max", "max_mean"]
 
 
 class RecurrentEncoder(nn.Module):
@@ -34,7 +35,9 @@ class RecurrentEncoder(nn.Module):
         bidirectional: also read each review right to left; the two final states are concatenated.
         dropout: dropout between stacked layers (needs `num_layers > 1`).
         input_dropout: dropout on the input vectors (embedding dropout).
-        pooling: `last` (final hidden state of the top layer), `mean` or `max` over its outputs.
+        pooling: `last` (final hidden state of the top layer), `mean` or `max` over its outputs, or
+            `max_mean`, the two side by side (twice the size): the max keeps the strongest evidence for
+            each unit wherever it occurs, the mean how much of the review carries it.
     """
 
     def __init__(
@@ -55,8 +58,8 @@ class RecurrentEncoder(nn.Module):
         for name, value in (("dropout", dropout), ("input_dropout", input_dropout)):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {value}")
-        if pooling not in ("last", "mean", "max"):
-            raise ConfigError(f"unknown pooling {pooling!r}; choose one of 'last', 'mean', 'max'")
+        if pooling not in ("last", "mean", "max", "max_mean"):
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of 'last', 'mean', 'max', 'max_mean'")
         options = dict(
             input_size=input_size,
             hidden_size=hidden_size,
@@ -79,8 +82,14 @@ class RecurrentEncoder(nn.Module):
         self.num_directions = 2 if bidirectional else 1
 
     @property
-    def output_size(self) -> int:
+    def state_size(self) -> int:
+        """Size of the top layer's output at one step: its directions side by side."""
         return self.rnn.hidden_size * self.num_directions
+
+    @property
+    def output_size(self) -> int:
+        """Size of the summary of a review that `forward` returns."""
+        return 2 * self.state_size if self.pooling == "max_mean" else self.state_size
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`inputs` (batch, time, input_size), right-padded; `lengths` (batch,) -> (batch, output_size)."""
@@ -95,12 +104,12 @@ class RecurrentEncoder(nn.Module):
         if self.pooling == "last":
             h_n = state[0] if isinstance(state, tuple) else state  # (layers * directions, batch, hidden): the LSTM adds c_n
             top = h_n[-self.num_directions :]  # the top layer: forward, then backward
-            return top.transpose(0, 1).reshape(inputs.shape[0], self.output_size)
-        padded, _ = pad_packed_sequence(outputs, batch_first=True)  # (batch, time, output_size)
+            return top.transpose(0, 1).reshape(inputs.shape[0], self.state_size)
+        padded, _ = pad_packed_sequence(outputs, batch_first=True)  # (batch, time, state_size)
         return self.pool(padded, lengths)
 
     def unpacked_outputs(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """`(batch, time, output_size)`: the top layer's outputs, equal to the packed module's at every
+        """`(batch, time, state_size)`: the top layer's outputs, equal to the packed module's at every
         position before each review's length (garbage after it), computed without packing:
 
         - each direction of each layer runs the fused op on its own from a zero state, on right-padded
@@ -135,7 +144,7 @@ class RecurrentEncoder(nn.Module):
         return torch.rnn_tanh(x, h0, own, True, 1, 0.0, self.training, False, True)[0]
 
     def pool(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """`(batch, output_size)` from the top layer's `(batch, time, output_size)` outputs, ignoring
+        """`(batch, output_size)` from the top layer's `(batch, time, state_size)` outputs, ignoring
         positions at or past each review's length."""
         lengths = lengths.to(outputs.device)
         if self.pooling == "last":
@@ -147,8 +156,16 @@ class RecurrentEncoder(nn.Module):
             return torch.cat(summary, dim=-1)
         valid = (torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None])[..., None]
         if self.pooling == "mean":
-            return (outputs * valid).sum(1) / lengths[:, None].to(outputs.dtype)
-        return outputs.masked_fill(~valid, float("-inf")).amax(1)
+            return _masked_mean(outputs, valid, lengths)
+        top = outputs.masked_fill(~valid, float("-inf")).amax(1)
+        if self.pooling == "max":
+            return top
+        return torch.cat([top, _masked_mean(outputs, valid, lengths)], dim=-1)
+
+
+def _masked_mean(outputs: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """`(batch, features)`: the mean over each review's own positions (`valid`, `(batch, time, 1)`)."""
+    return (outputs * valid).sum(1) / lengths[:, None].to(outputs.dtype)
 
 
 def _open_forget_gates(lstm: nn.LSTM) -> None:

@@ -40,7 +40,8 @@ class SentimentClassifier(pl.LightningModule):
         embedding_dropout: dropout on the word vectors.
         word_dropout: share of the words replaced by `[UNK]` during training, so that the model
             learns to judge a review around words it has never seen (validation text is full of them).
-        pooling: `last` (the final state, which the gates issue explains exactly), `mean` or `max`.
+        pooling: `last` (the final state, which the gates issue explains exactly), `mean`, `max`, or
+            `max_mean` (both side by side).
         learning_rate: peak AdamW learning rate.
         weight_decay: AdamW weight decay (biases excluded).
         warmup_fraction: share of all training steps spent warming the learning rate up from zero.

@@ -23,6 +23,8 @@ from conftest import SST2
 
 TEXTS = ["a gripping , funny and wise film", "dull", "it is not the worst , but it is close to it ."]
 SHAPES = [(cell, bidirectional, layers) for cell in ("rnn", "lstm", "gru") for bidirectional in (False, True) for layers in (1, 2)]
+# Every shape read through its final state, and each pooling over time on one of them.
+POOLINGS = [(*shape, "last") for shape in SHAPES] + [("lstm", True, 1, "mean"), ("gru", True, 2, "max"), ("gru", True, 1, "max_mean")]
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +96,9 @@ def without_sentikit(script: str, bundles: dict[str, str], tmp_path: Path) -> di
 
 def test_a_bundle_gives_the_checkpoint_s_logits_and_contributions_in_a_process_without_sentikit(tmp_path, tokenizer):
     bundles, expected = {}, {}
-    for cell, bidirectional, layers in SHAPES:
-        name = f"{cell}-{'bi' if bidirectional else 'uni'}-{layers}"
-        ckpt = write_checkpoint(tmp_path / f"{name}.ckpt", tokenizer, cell, bidirectional, layers)
+    for cell, bidirectional, layers, pooling in POOLINGS:
+        name = f"{cell}-{'bi' if bidirectional else 'uni'}-{layers}-{pooling}"
+        ckpt = write_checkpoint(tmp_path / f"{name}.ckpt", tokenizer, cell, bidirectional, layers, pooling=pooling)
         bundles[name] = str(export_bundle(ckpt, tmp_path / name))
         loaded = load_classifier(ckpt)
         explainer = Explainer(loaded.model, loaded.tokenizer, loaded.max_length)
@@ -135,9 +137,8 @@ json.dump(results, open(sys.argv[2], "w"))
 
 
 def test_an_exported_program_gives_the_checkpoint_s_logits_in_a_process_without_sentikit(tmp_path, tokenizer):
-    shapes = [(cell, bidirectional, layers, "last") for cell, bidirectional, layers in SHAPES] + [("lstm", True, 1, "mean"), ("gru", True, 2, "max")]
     bundles, expected = {}, {}
-    for cell, bidirectional, layers, pooling in shapes:
+    for cell, bidirectional, layers, pooling in POOLINGS:
         name = f"{cell}-{'bi' if bidirectional else 'uni'}-{layers}-{pooling}"
         ckpt = write_checkpoint(tmp_path / f"{name}.ckpt", tokenizer, cell, bidirectional, layers, pooling=pooling)
         bundles[name] = str(export_bundle(ckpt, tmp_path / name, model_format="exported"))

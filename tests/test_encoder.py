@@ -9,7 +9,7 @@ CELLS = ["rnn", "lstm", "gru"]
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "max_mean"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_padding_never_changes_a_review_s_encoding(cell, bidirectional, pooling, num_layers):
     torch.manual_seed(0)
@@ -24,7 +24,7 @@ def test_padding_never_changes_a_review_s_encoding(cell, bidirectional, pooling,
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "max_mean"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_training_s_unpacked_route_computes_what_the_packed_module_does(cell, bidirectional, pooling, num_layers):
     # CPU training runs each direction alone on padded input (fast backward); it must be the same function,
@@ -58,6 +58,19 @@ def test_last_pooling_is_the_top_layer_final_state_of_both_directions(cell):
     outputs, _ = encoder.rnn(x)  # (batch, time, 2 * hidden): forward half, then backward half
     expected = torch.cat([outputs[:, -1, :3], outputs[:, 0, 3:]], dim=-1)
     torch.testing.assert_close(summary, expected)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_max_mean_pooling_puts_the_max_and_the_mean_over_each_review_side_by_side(bidirectional):
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(4, "gru", hidden_size=3, bidirectional=bidirectional, pooling="max_mean").eval()
+    x = torch.randn(2, 6, 4)
+    summary = encoder(x, torch.tensor([6, 4]))
+    assert summary.shape == (2, encoder.output_size) and encoder.output_size == 2 * encoder.state_size
+    for row, length in enumerate((6, 4)):
+        outputs, _ = encoder.rnn(x[row : row + 1, :length])  # the review alone, no padding
+        expected = torch.cat([outputs[0].amax(0), outputs[0].mean(0)])
+        torch.testing.assert_close(summary[row], expected)
 
 
 @pytest.mark.parametrize("cell, blocks", [("rnn", 1), ("lstm", 4), ("gru", 3)])

@@ -54,7 +54,7 @@ def test_retention_is_a_share_of_the_final_memory_over_the_review():
     assert all(r >= 0 for r in retention) and sum(retention) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("cell, pooling", [("rnn", "last"), ("lstm", "mean"), ("gru", "max")])
+@pytest.mark.parametrize("cell, pooling", [("rnn", "last"), ("lstm", "mean"), ("gru", "max"), ("gru", "max_mean")])
 def test_without_an_exact_split_occlusion_is_used_and_says_so(cell, pooling):
     ex = explainer(cell, pooling=pooling)
     report = ex.explain(REVIEW)
