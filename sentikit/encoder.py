@@ -9,7 +9,7 @@ against, and read long documents better.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -58,8 +58,8 @@ class RecurrentEncoder(nn.Module):
         for name, value in (("dropout", dropout), ("input_dropout", input_dropout)):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {value}")
-        if pooling not in ("last", "mean", "max", "max_mean"):
-            raise ConfigError(f"unknown pooling {pooling!r}; choose one of 'last', 'mean', 'max', 'max_mean'")
+        if pooling not in get_args(Pooling):
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of {', '.join(map(repr, get_args(Pooling)))}")
         options = dict(
             input_size=input_size,
             hidden_size=hidden_size,
