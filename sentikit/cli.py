@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.callbacks import Callback, EarlyStopping, WeightAveraging
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
 from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
@@ -69,7 +69,10 @@ class SentikitCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback | None]) -> Trainer:
         # An optional callback group that a config leaves out (`weight_averaging`) instantiates to None.
-        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None] + every_run_callbacks())
+        callbacks = [c for c in callbacks if c is not None]
+        if not self.datamodule.has_validation:
+            callbacks = without_validation(callbacks)
+        return super()._instantiate_trainer(config, callbacks + every_run_callbacks())
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
@@ -92,13 +95,23 @@ class SentikitCLI(LightningCLI):
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
-        if not rank_zero_only.rank == 0 or callback is None or not callback.best_model_path:
+        if not rank_zero_only.rank == 0 or callback is None or not (callback.best_model_path or callback.last_model_path):
             return
         configs = " ".join(f"-c {c}" for c in self.config["fit"].get("config") or [])
-        score = callback.best_model_score
-        print(f"\nbest checkpoint ({callback.monitor} {score:.4f}): {callback.best_model_path}")
+        if callback.best_model_path:
+            print(f"\nbest checkpoint ({callback.monitor} {callback.best_model_score:.4f}): {callback.best_model_path}")
         print(f"last checkpoint: {callback.last_model_path}")
-        print(f"evaluate it with: sentikit test {configs} --ckpt_path {callback.best_model_path}".replace("  ", " "))
+        chosen = callback.best_model_path or callback.last_model_path
+        print(f"evaluate it with: sentikit test {configs} --ckpt_path {chosen}".replace("  ", " "))
+
+
+def without_validation(callbacks: list[Callback]) -> list[Callback]:
+    """A run with nothing to validate on (`data.validation_fraction 0`) has no score to stop early on or
+    to pick a best checkpoint by: it trains for `max_epochs` and keeps `last.ckpt`."""
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.monitor, callback.save_top_k = None, 0
+    return [c for c in callbacks if not isinstance(c, EarlyStopping)]
 
 
 def resume_beside(config) -> None:
@@ -149,9 +162,11 @@ class StderrHandler(logging.StreamHandler):
 
 
 def main(args: list[str] | None = None) -> None:
-    # Lightning notices a user can do nothing about: no TensorBoard (the CSV logger is used), and an
-    # internal torch deprecation.
+    # Lightning notices a user can do nothing about: no TensorBoard (the CSV logger is used), an
+    # internal torch deprecation, and an empty validation loader, which `validation_fraction 0` asks for
+    # (empty splits are refused with their own message when the data is read).
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
+    warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     package_log = logging.getLogger("sentikit")
     if not any(isinstance(h, StderrHandler) for h in package_log.handlers):  # once, however often main runs

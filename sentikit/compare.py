@@ -149,6 +149,11 @@ def prepare(fit_args: list[str], out: Path) -> Setup:
             args=args,
         )
     datamodule = cli.datamodule
+    if not datamodule.has_validation:
+        raise ConfigError(
+            "sentikit compare picks each run's best epoch and measures memory on a validation split, and this "
+            "data has none (data.validation_fraction is 0); give a validation split or a validation_fraction above 0"
+        )
     if not tokenizer_file.is_file():
         save_tokenizer(datamodule.tokenizer, tokenizer_file)
     seed = cli.config.get("seed_everything")

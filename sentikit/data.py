@@ -94,6 +94,8 @@ class SentimentDataModule(pl.LightningDataModule):
         label_names: the classes in id order, e.g. `[negative, positive]`. Integer labels index into
             it; string labels are matched against it. Default: read from the data.
         validation_fraction: share of train held out for validation when there is no validation split.
+            0 holds nothing out: the run trains on the whole train split, validates nothing and keeps
+            its last weights (`last.ckpt`), the usual last step once the number of epochs is known.
         tokenizer: `word` (one id per word), `wordpiece` or `bpe` (sub-words; no unknown words).
         vocab_size: the largest vocabulary the tokenizer may learn, special tokens included.
         min_frequency: how often a token must occur in train to enter the vocabulary.
@@ -140,8 +142,8 @@ class SentimentDataModule(pl.LightningDataModule):
             raise ConfigError(f"max_length must be at least 1, got {max_length}")
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ConfigError(f"batch sizes must be at least 1, got {batch_size} and {eval_batch_size}")
-        if not 0 < validation_fraction < 1:
-            raise ConfigError(f"validation_fraction must lie between 0 and 1, got {validation_fraction}")
+        if not 0 <= validation_fraction < 1:
+            raise ConfigError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
         if num_workers < 0:
             raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
         self.data_files, self.dataset, self.dataset_config = data_files, dataset, dataset_config
@@ -175,7 +177,8 @@ class SentimentDataModule(pl.LightningDataModule):
 
     @property
     def splits(self) -> dict[str, TokenizedReviews]:
-        """The tokenized `train`, `validation` and (when given) `test` splits."""
+        """The tokenized `train`, `validation` (unless `validation_fraction` is 0 and the source has none)
+        and (when given) `test` splits."""
         self.prepare()
         return self._splits
 
@@ -193,7 +196,9 @@ class SentimentDataModule(pl.LightningDataModule):
         tokenizer, reused_classes = self._reused_tokenizer()
         classes = resolve_classes(raw["train"], self.label_column, reused_classes or self.label_names, self.source)
         raw = datasets.DatasetDict({name: self._encode_labels(split, name, classes) for name, split in raw.items()})
-        if "validation" not in raw:
+        if "validation" not in raw and self.validation_fraction == 0:
+            info("validation: none (validation_fraction 0): training on all %d examples of train", len(raw["train"]))
+        elif "validation" not in raw:
             carved = raw["train"].train_test_split(
                 test_size=self.validation_fraction, seed=self.seed, stratify_by_column="labels"
             )
@@ -322,7 +327,15 @@ class SentimentDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    @property
+    def has_validation(self) -> bool:
+        return "validation" in self.splits
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.has_validation:
+            if self.trainer is not None and self.trainer.state.fn == "validate":
+                raise ConfigError(f"{self.source} has no 'validation' split, and validation_fraction 0 holds none out of train")
+            return []  # training skips validation when there is nothing to validate on
         return self._loader("validation", self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

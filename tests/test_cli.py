@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -32,6 +33,27 @@ def test_fit_leaves_best_and_last_checkpoints_and_the_tokenizer(quickstart_run):
     assert {"best.ckpt", "last.ckpt", "tokenizer.json"} <= names
     best = next(root.rglob("best.ckpt"))
     assert f"--ckpt_path {best}" in result.stdout  # the next command is printed
+
+
+def test_fit_without_validation_trains_every_epoch_and_keeps_the_last_weights(small_sst2, tmp_path):
+    """`data.validation_fraction 0` on data without a validation split: all of train is trained on, no
+    early stopping can cut the epochs short, and `last.ckpt` (not a `best.ckpt` chosen by nothing) is
+    the checkpoint to evaluate."""
+    files = f"{{train: {small_sst2['train']}, test: {small_sst2['test']}}}"
+    common = ["-c", "configs/quickstart.yaml", "--data.data_files", files, "--data.validation_fraction", "0"]
+    common += ["--trainer.default_root_dir", str(tmp_path)]
+    result = sentikit("fit", *common, "--trainer.max_epochs", "2", "--trainer.callbacks", "[]", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {p.name for p in tmp_path.rglob("*.ckpt")}
+    assert names == {"last.ckpt"}
+    last = next(tmp_path.rglob("last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1  # both epochs ran
+    assert f"--ckpt_path {last}" in result.stdout
+    tested = sentikit("test", *common, "--ckpt_path", str(last))
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert "test_acc" in tested.stdout
+    validated = sentikit("validate", *common, "--ckpt_path", str(last))
+    assert validated.returncode == 2 and "has no 'validation' split" in validated.stderr, validated.stderr[-2000:]
 
 
 def test_validate_prints_the_metrics_of_the_checkpoint(quickstart_run):

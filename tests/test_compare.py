@@ -173,6 +173,15 @@ def test_options_that_compare_sets_per_run_are_refused(option, tiny_config, tmp_
     assert f"{option} is set by sentikit compare" in result.stderr
 
 
+def test_data_without_validation_is_refused_before_any_training(small_sst2, tmp_path):
+    files = f"{{train: {small_sst2['train']}, test: {small_sst2['test']}}}"
+    config = ["-c", "configs/quickstart.yaml", "--data.data_files", files, "--data.validation_fraction", "0"]
+    result = sentikit("compare", *config, "--out", str(tmp_path / "report"), cwd=Path(__file__).parents[1])
+    assert result.returncode == 2
+    assert "validation_fraction is 0" in result.stderr
+    assert not (tmp_path / "report" / "runs").exists()
+
+
 def test_terminating_compare_stops_the_training_it_started(tmp_path):
     """`kill <pid of sentikit compare>` (what a job scheduler sends) must not leave its `sentikit fit`
     running unseen on the machine: the signal is passed on, and the exit code says how the child ended."""

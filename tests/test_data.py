@@ -48,6 +48,18 @@ def test_validation_is_carved_from_train_when_missing_and_is_seeded(tmp_path):
     assert sorted(a.splits["validation"].labels.tolist()) == [0] * 5 + [1] * 5  # stratified
 
 
+def test_validation_fraction_zero_trains_on_all_of_train_and_validates_nothing(tmp_path):
+    data = module({"train": write_table(tmp_path / "t.parquet", ROWS)}, validation_fraction=0)
+    assert set(data.splits) == {"train"} and len(data.splits["train"]) == len(ROWS)
+    assert not data.has_validation and data.val_dataloader() == []
+
+
+def test_validation_fraction_zero_keeps_a_validation_split_the_source_has(tmp_path):
+    files = {"train": write_table(tmp_path / "t.csv", ROWS), "validation": write_table(tmp_path / "v.csv", ROWS[:6])}
+    data = module(files, validation_fraction=0)
+    assert data.has_validation and len(data.splits["validation"]) == 6 and len(data.splits["train"]) == len(ROWS)
+
+
 def test_the_tokenizer_is_trained_on_train_only(tmp_path):
     files = {
         "train": write_table(tmp_path / "train.csv", ROWS),
@@ -114,7 +126,7 @@ def test_both_or_neither_source_is_refused():
         SentimentDataModule(data_files={"train": "a.csv"}, dataset="stanfordnlp/imdb")
 
 
-@pytest.mark.parametrize("kwargs, message", [(dict(max_length=0), "max_length"), (dict(batch_size=0), "batch sizes"), (dict(validation_fraction=1.5), "validation_fraction")])
+@pytest.mark.parametrize("kwargs, message", [(dict(max_length=0), "max_length"), (dict(batch_size=0), "batch sizes"), (dict(validation_fraction=1.0), "validation_fraction"), (dict(validation_fraction=-0.1), "validation_fraction")])
 def test_bad_settings_are_refused(small_sst2, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SentimentDataModule(data_files=small_sst2, **kwargs)
