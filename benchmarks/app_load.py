@@ -18,7 +18,8 @@ Checked (the exit code is 1 if one fails; speed is printed, never judged):
 - for a sample of good requests, label and probabilities equal those of an in-process `explain_one` on
   the same bundles (probabilities to 1e-4: the server may use other thread counts);
 - the server's resident memory (VmRSS) after the load is at most `RSS_GROWTH_BOUND_MB` above what it
-  was after the warm-up.
+  was after the warm-up; where it is not, the load is sent a second time, and the server fails only if
+  its memory grows past the bound over that round too.
 
 The warm-up first sends the heaviest requests (reviews just under the length limit to every model,
 1,000,000-character refusals), then `--warm-up` requests of the load's mix (default: twice the sessions
@@ -32,6 +33,9 @@ session store (10,000 sessions of 75-190 KB, one per API call) it grew by 108 MB
 the app's limit of two malloc arenas by 28 to 93 MB over 500 and 183 MB over 5,000. The bound is twice
 the highest figure of the app as it is and below the session leak: it catches a server that keeps
 150 KB or more per request (an explanation's tensors, a copy of the page's state), not a few bytes.
+Settled readings still strayed once in some twenty CI runs (+76.6 MB, where runs on their own gave +3 to
++33), so a growth past the bound is checked by a second round of the same load: a server that keeps
+memory per request grows past the bound again, while an outlier reading does not repeat.
 
     python benchmarks/app_load.py                          # 20 clients, 500 requests
     python benchmarks/app_load.py --quick                  # CI: 4 clients, 40 requests
@@ -118,6 +122,7 @@ class LoadReport:
     seconds: float  # wall time of the load, warm-up excluded
     rss_before_mb: float
     rss_after_mb: float
+    rss_second_round_mb: float | None = None  # after the load sent again, when the first round grew past the bound
     warm_up: int = 0  # requests sent before memory was first read
     checked: int = 0  # good answers compared with an in-process explanation
     mismatches: list[str] = field(default_factory=list)
@@ -139,7 +144,12 @@ class LoadReport:
 
     @property
     def rss_growth_mb(self) -> float:
-        return self.rss_after_mb - self.rss_before_mb
+        """Growth over the load; with a second round, the smaller of the two rounds' growths (a leak
+        raises both, a stray reading one)."""
+        first = self.rss_after_mb - self.rss_before_mb
+        if self.rss_second_round_mb is None:
+            return first
+        return min(first, self.rss_second_round_mb - self.rss_after_mb)
 
     def failures(self) -> list[str]:
         """The correctness conditions that failed, one line each (empty: all hold)."""
@@ -336,7 +346,11 @@ def run_load(clients: int, requests: int, sample: int = 100, warm_up: int = 2 * 
         answers = send_all(url, load, clients)
         seconds = time.perf_counter() - start
         rss_after = settled_rss_mb(pid)
-    report = LoadReport(clients, answers, seconds, rss_before, rss_after, warm_up=len(first))
+        rss_again = None
+        if rss_after - rss_before > RSS_GROWTH_BOUND_MB:  # a leak, or a stray reading? (module docstring)
+            send_all(url, load, clients)
+            rss_again = settled_rss_mb(pid)
+    report = LoadReport(clients, answers, seconds, rss_before, rss_after, rss_again, warm_up=len(first))
     report.checked, report.mismatches = compare_with_local(answers, sample)
     return report
 
@@ -364,6 +378,8 @@ def table(report: LoadReport) -> str:
         ("server RSS after warm-up / after load (MB)", f"{report.rss_before_mb:.1f} / {report.rss_after_mb:.1f}"),
         ("server RSS growth (MB)", f"{report.rss_growth_mb:+.1f} (bound {RSS_GROWTH_BOUND_MB:g})"),
     ]
+    if report.rss_second_round_mb is not None:
+        rows.insert(-1, ("server RSS after a second round of the load (MB)", f"{report.rss_second_round_mb:.1f}"))
     return "\n".join(["| figure | value |", "|---|---:|"] + [f"| {name} | {value} |" for name, value in rows])
 
 
