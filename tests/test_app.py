@@ -279,7 +279,6 @@ def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_p
             browser.close()
 
 
-@pytest.mark.slow
 def test_memory_growth_past_the_bound_fails_only_if_a_second_round_of_the_load_grows_it_again():
     bound = app_load.RSS_GROWTH_BOUND_MB
     flat = app_load.LoadReport(20, [], 1.0, rss_before_mb=600.0, rss_after_mb=620.0)
@@ -290,6 +289,7 @@ def test_memory_growth_past_the_bound_fails_only_if_a_second_round_of_the_load_g
     assert leak.failures() == [f"the server's memory grew by {bound + 2:.1f} MB (bound {bound:g} MB)"]
 
 
+@pytest.mark.slow
 def test_twenty_clients_sending_500_good_and_bad_requests_are_all_answered_and_memory_stays_flat():
     """`benchmarks/app_load.py` with its defaults, on its own fresh server."""
     report = app_load.run_load(clients=20, requests=500, sample=100)

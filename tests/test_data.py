@@ -126,7 +126,15 @@ def test_both_or_neither_source_is_refused():
         SentimentDataModule(data_files={"train": "a.csv"}, dataset="stanfordnlp/imdb")
 
 
-@pytest.mark.parametrize("kwargs, message", [(dict(max_length=0), "max_length"), (dict(batch_size=0), "batch sizes"), (dict(validation_fraction=1.0), "validation_fraction"), (dict(validation_fraction=-0.1), "validation_fraction")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_length=0), "max_length"),
+        (dict(batch_size=0), "batch sizes"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(validation_fraction=-0.1), "validation_fraction"),
+    ],
+)
 def test_bad_settings_are_refused(small_sst2, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SentimentDataModule(data_files=small_sst2, **kwargs)
