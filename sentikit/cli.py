@@ -95,13 +95,15 @@ class SentikitCLI(LightningCLI):
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
-        if not rank_zero_only.rank == 0 or callback is None or not (callback.best_model_path or callback.last_model_path):
+        if not rank_zero_only.rank == 0 or callback is None:
+            return
+        chosen = callback.best_model_path or callback.last_model_path  # no validation: only the last
+        if not chosen:
             return
         configs = " ".join(f"-c {c}" for c in self.config["fit"].get("config") or [])
         if callback.best_model_path:
             print(f"\nbest checkpoint ({callback.monitor} {callback.best_model_score:.4f}): {callback.best_model_path}")
         print(f"last checkpoint: {callback.last_model_path}")
-        chosen = callback.best_model_path or callback.last_model_path
         print(f"evaluate it with: sentikit test {configs} --ckpt_path {chosen}".replace("  ", " "))
 
 

@@ -196,14 +196,15 @@ class SentimentDataModule(pl.LightningDataModule):
         tokenizer, reused_classes = self._reused_tokenizer()
         classes = resolve_classes(raw["train"], self.label_column, reused_classes or self.label_names, self.source)
         raw = datasets.DatasetDict({name: self._encode_labels(split, name, classes) for name, split in raw.items()})
-        if "validation" not in raw and self.validation_fraction == 0:
-            info("validation: none (validation_fraction 0): training on all %d examples of train", len(raw["train"]))
-        elif "validation" not in raw:
-            carved = raw["train"].train_test_split(
-                test_size=self.validation_fraction, seed=self.seed, stratify_by_column="labels"
-            )
-            raw["train"], raw["validation"] = carved["train"], carved["test"]
-            info("validation: carved %d examples out of train (seed %d)", len(carved["test"]), self.seed)
+        if "validation" not in raw:
+            if self.validation_fraction == 0:
+                info("validation: none (validation_fraction 0): training on all %d examples of train", len(raw["train"]))
+            else:
+                carved = raw["train"].train_test_split(
+                    test_size=self.validation_fraction, seed=self.seed, stratify_by_column="labels"
+                )
+                raw["train"], raw["validation"] = carved["train"], carved["test"]
+                info("validation: carved %d examples out of train (seed %d)", len(carved["test"]), self.seed)
         if tokenizer is not None:
             info("tokenizer: read %d tokens from %s", tokenizer.get_vocab_size(), self.tokenizer_file)
         else:
