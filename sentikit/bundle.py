@@ -81,14 +81,18 @@ def export_bundle(
     force: bool = False,
     validation: dict[str, Any] | None = None,
     model_format: ModelFormat = "torchscript",
+    max_length: int | None = None,
 ) -> Path:
     """Export a sentikit checkpoint to a bundle folder `out` (written under a temporary name and renamed
     into place, so a failed export leaves nothing half-made). `validation` (from `evaluate_bundle`) is
     recorded in `meta.json` when given. `model_format`: `torchscript` (`model.pt`: forward and explain)
-    or `exported` (`model.pt2`, a `torch.export` program: forward only, fixed input length). Returns the
-    folder."""
+    or `exported` (`model.pt2`, a `torch.export` program: forward only, fixed input length).
+    `max_length`: the most tokens of a review the bundle reads; by default the checkpoint's (its training
+    run's `data.eval_max_length`). Returns the folder."""
     if model_format not in MODEL_FILES:
         raise ConfigError(f"unknown bundle format {model_format!r}; choose one of {list(MODEL_FILES)}")
+    if max_length is not None and max_length < 1:
+        raise ConfigError(f"max_length must be at least 1, got {max_length}")
     from sentikit.checkpoint import classifier_from_checkpoint, checkpoint_extras, read_checkpoint
 
     out = Path(out)
@@ -96,10 +100,11 @@ def export_bundle(
         raise ConfigError(f"{out} already exists; pass --force to replace it")
     checkpoint = read_checkpoint(ckpt)
     loaded, extras = classifier_from_checkpoint(checkpoint, ckpt), checkpoint_extras(checkpoint, ckpt)
+    length = max_length or loaded.max_length
     if model_format == "exported":
         from sentikit.exported import export_program
 
-        model_bytes = export_program(loaded.model.eval(), loaded.max_length)
+        model_bytes = export_program(loaded.model.eval(), length)
     else:
         portable = PortableClassifier.from_classifier(loaded.model)
         with warnings.catch_warnings():
@@ -126,8 +131,8 @@ def export_bundle(
         "pooling": hparams["pooling"],
         "vocab_size": hparams["vocab_size"],
         "num_parameters": loaded.model.num_parameters,
-        "max_length": loaded.max_length,
-        **({"input_length": loaded.max_length} if model_format == "exported" else {}),
+        "max_length": length,
+        **({"input_length": length} if model_format == "exported" else {}),
         "pad_id": PAD_ID,
         "training": {"data": extras.get("source"), "checkpoint": Path(ckpt).name, **checkpoint_summary(checkpoint)},
         "validation": validation,

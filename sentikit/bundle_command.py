@@ -28,6 +28,10 @@ def export_command(argv: list[str]) -> None:
         help="torchscript (default): model.pt, forward and explain, packed sequences; exported: model.pt2, a torch.export "
         "program, forward only, every review padded to the max length (README: formats)",
     )
+    parser.add_argument(
+        "--max-length", type=int,
+        help="the most tokens of a review the bundle reads (default: the checkpoint's, data.eval_max_length of its training run)",
+    )
     parser.add_argument("--validation", help="a labelled parquet/csv/jsonl file: the bundle's accuracy on it goes into meta.json")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
@@ -35,7 +39,7 @@ def export_command(argv: list[str]) -> None:
 
     from sentikit.bundle import MODEL_FILES, evaluate_bundle, export_bundle, load_bundle, write_meta
 
-    out = export_bundle(args.ckpt, args.out, force=args.force, model_format=args.format)
+    out = export_bundle(args.ckpt, args.out, force=args.force, model_format=args.format, max_length=args.max_length)
     bundle = load_bundle(out)
     if args.validation:
         texts, labels = read_labelled(args.validation, args.text_column, args.label_column, bundle.label_names)
@@ -43,7 +47,7 @@ def export_command(argv: list[str]) -> None:
         write_meta(out, bundle.meta)
     model_file = MODEL_FILES[args.format]
     sizes = {name: (out / name).stat().st_size for name in (model_file, "tokenizer.json", "meta.json")}
-    print(f"bundle written: {out} ({sum(sizes.values()) / 1e6:.1f} MB; {bundle.meta['cell']}, {bundle.meta['num_parameters']:,} parameters)")
+    print(f"bundle written: {out} ({sum(sizes.values()) / 1e6:.1f} MB; {bundle.meta['cell']}, {bundle.meta['num_parameters']:,} parameters; reads up to {bundle.max_length} tokens a review)")
     if bundle.meta.get("validation"):
         v = bundle.meta["validation"]
         print(f"accuracy on {v['file']}: {100 * v['accuracy']:.2f}% of {v['examples']}")

@@ -6,8 +6,8 @@ Its constructor arguments are the `data:` section of a config. The pipeline, run
 2. check the text and label columns and turn labels into class ids (`labels`), keeping the names;
 3. carve a validation split from train when there is none (seeded, stratified);
 4. train the tokenizer on the training split, or reuse one (`tokenizer.json` or a checkpoint);
-5. tokenize every split with `Dataset.map(batched=True)` (cached by `datasets`), truncating to
-   `max_length`;
+5. tokenize every split with `Dataset.map(batched=True)` (cached by `datasets`), truncating train to
+   `max_length` and the splits that are scored to `eval_max_length`;
 6. serve batches from `BucketBatchSampler`, which keeps padding small and shards across DDP ranks.
 
 The work happens on first use of `tokenizer`, `vocabulary_size` or `classes`, which the command line
@@ -103,7 +103,12 @@ class SentimentDataModule(pl.LightningDataModule):
         strip_html: replace HTML line breaks (`<br />`, as in IMDB) with spaces.
         tokenizer_file: reuse a trained tokenizer instead of training one: a `tokenizer.json`, or a
             sentikit checkpoint (`.ckpt`), whose tokenizer and label names are then both reused.
-        max_length: reviews longer than this many tokens are truncated (the count is logged).
+        max_length: training reviews longer than this many tokens are truncated (the count is logged).
+        eval_max_length: the same for validation, test and predict, and for new text read with the
+            checkpoint (bundles, explain, the app): it is saved with the model. Default: `max_length`.
+            Training truncates to bound the memory and time of a step; scoring needs no gradients, so
+            reading whole reviews there costs little, and on IMDB it scored higher than cutting them
+            where training did (README: truncation).
         batch_size: training batch size (per process).
         eval_batch_size: batch size for validation, test and predict (default: 2 x batch_size).
         bucket_size: how many batches' worth of examples are sorted by length together.
@@ -128,6 +133,7 @@ class SentimentDataModule(pl.LightningDataModule):
         strip_html: bool = True,
         tokenizer_file: str | None = None,
         max_length: int = 256,
+        eval_max_length: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         bucket_size: int = 100,
@@ -138,8 +144,9 @@ class SentimentDataModule(pl.LightningDataModule):
         super().__init__()
         if (data_files is None) == (dataset is None):
             raise ConfigError("give either data.data_files (local files per split) or data.dataset (a hub id), not both")
-        if max_length < 1:
-            raise ConfigError(f"max_length must be at least 1, got {max_length}")
+        for name, value in (("max_length", max_length), ("eval_max_length", eval_max_length)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ConfigError(f"batch sizes must be at least 1, got {batch_size} and {eval_batch_size}")
         if not 0 <= validation_fraction < 1:
@@ -154,7 +161,7 @@ class SentimentDataModule(pl.LightningDataModule):
             kind=tokenizer, vocab_size=vocab_size, min_frequency=min_frequency, lowercase=lowercase, strip_html=strip_html
         )
         self.tokenizer_file = tokenizer_file
-        self.max_length = max_length
+        self.max_length, self.eval_max_length = max_length, eval_max_length or max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
         self.bucket_size, self.num_workers = bucket_size, num_workers
         self.predict_split, self.seed = predict_split, seed
@@ -280,25 +287,26 @@ class SentimentDataModule(pl.LightningDataModule):
         )
 
     def _tokenize(self, split: datasets.Dataset, name: str) -> TokenizedReviews:
+        limit = self.max_length if name == "train" else self.eval_max_length
         tokenized = split.map(
             _encode_texts,
             batched=True,
             batch_size=1000,
-            fn_kwargs={"tokenizer": self._tokenizer, "column": self.text_column, "max_length": self.max_length},
+            fn_kwargs={"tokenizer": self._tokenizer, "column": self.text_column, "max_length": limit},
             remove_columns=[c for c in split.column_names if c != "labels"],
-            new_fingerprint=self._fingerprint(split, name),
+            new_fingerprint=self._fingerprint(split, name, limit),
             desc=f"tokenizing ({name})",
         )
         num_tokens = tokenized.with_format("arrow")["num_tokens"]
-        truncated = int(pc.sum(pc.greater(num_tokens, self.max_length)).as_py() or 0)
+        truncated = int(pc.sum(pc.greater(num_tokens, limit)).as_py() or 0)
         if truncated:
-            info("%s: %d of %d reviews (%.1f%%) truncated to %d tokens", name, truncated, len(tokenized), 100 * truncated / len(tokenized), self.max_length)
+            info("%s: %d of %d reviews (%.1f%%) truncated to %d tokens", name, truncated, len(tokenized), 100 * truncated / len(tokenized), limit)
         return TokenizedReviews(tokenized.with_format("arrow")[:])
 
-    def _fingerprint(self, split: datasets.Dataset, name: str) -> str:
+    def _fingerprint(self, split: datasets.Dataset, name: str, limit: int) -> str:
         """Cache key of the tokenized split: the raw split, the vocabulary and the settings."""
         tokenizer = hashlib.sha256(self._tokenizer.to_str().encode()).hexdigest()
-        key = [split._fingerprint, tokenizer, self.text_column, self.max_length, name]
+        key = [split._fingerprint, tokenizer, self.text_column, limit, name]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
 
     # --- Lightning hooks --------------------------------------------------------------------------------
@@ -315,7 +323,14 @@ class SentimentDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: what a checkpoint needs to be used on new text."""
         source = {"dataset": self.dataset, "dataset_config": self.dataset_config, "data_files": self.data_files}
-        return {"tokenizer": self.tokenizer.to_str(), "classes": self.classes, "max_length": self.max_length, "source": source}
+        # `max_length` here is the length new text is read at, the scored splits' (bundles, explain, app).
+        return {
+            "tokenizer": self.tokenizer.to_str(),
+            "classes": self.classes,
+            "max_length": self.eval_max_length,
+            "train_max_length": self.max_length,
+            "source": source,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = tokenizer_from_string(state["tokenizer"], "the checkpoint's tokenizer")

@@ -193,6 +193,21 @@ def test_meta_json_describes_the_model_and_hashes_its_files(tmp_path, tokenizer)
     assert set(meta["sha256"]) == {"model.pt", "tokenizer.json"}
 
 
+@pytest.mark.parametrize("model_format", ["torchscript", "exported"])
+def test_export_reads_reviews_up_to_the_checkpoint_s_length_or_the_one_asked_for(tmp_path, tokenizer, model_format):
+    ckpt = write_checkpoint(tmp_path / "m.ckpt", tokenizer, "lstm")  # saved with max_length 32
+    long_review = " ".join(["a gripping , funny and wise film ."] * 10)  # 80 tokens
+    first_five = " ".join(long_review.split()[:5])
+    default = load_bundle(export_bundle(ckpt, tmp_path / "default", model_format=model_format))
+    short = load_bundle(export_bundle(ckpt, tmp_path / "short", model_format=model_format, max_length=5))
+    assert (default.max_length, short.max_length) == (32, 5)
+    assert short.meta.get("input_length", 5) == 5
+    torch.testing.assert_close(short.predict_proba([long_review]), short.predict_proba([first_five]))
+    assert not torch.allclose(default.predict_proba([long_review]), short.predict_proba([long_review]))
+    with pytest.raises(ConfigError, match="max_length must be at least 1, got 0"):
+        export_bundle(ckpt, tmp_path / "none", max_length=0)
+
+
 def test_a_zipped_bundle_loads_like_the_folder(tmp_path, tokenizer):
     folder = export_bundle(write_checkpoint(tmp_path / "m.ckpt", tokenizer), tmp_path / "bundle")
     archive = tmp_path / "bundle.zip"
@@ -237,7 +252,9 @@ def test_export_and_predict_file_through_the_command_line(tmp_path, tokenizer):
     run = lambda *args: subprocess.run([sys.executable, "-m", "sentikit", *args], capture_output=True, text=True)  # noqa: E731
     exported = run("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "b"), "--validation", str(SST2 / "validation.parquet"))
     assert exported.returncode == 0, exported.stderr
-    assert "accuracy on validation.parquet" in exported.stdout
+    assert "accuracy on validation.parquet" in exported.stdout and "reads up to 32 tokens a review" in exported.stdout
+    too_short = run("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "s"), "--max-length", "0")
+    assert too_short.returncode == 2 and "max_length must be at least 1, got 0" in too_short.stderr and not (tmp_path / "s").exists()
     meta = json.loads((tmp_path / "b" / "meta.json").read_text())
     assert meta["validation"]["examples"] == 872 and 0 <= meta["validation"]["accuracy"] <= 1
     source = write_table(tmp_path / "reviews.jsonl", [{"text": t} for t in TEXTS])

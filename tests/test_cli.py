@@ -22,7 +22,7 @@ def sentikit(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("quickstart")
-    result = sentikit("fit", "-c", "configs/quickstart.yaml", "--trainer.default_root_dir", str(root), *FAST)
+    result = sentikit("fit", "-c", "configs/quickstart.yaml", "--trainer.default_root_dir", str(root), "--data.eval_max_length", "100", *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result
 
@@ -33,6 +33,14 @@ def test_fit_leaves_best_and_last_checkpoints_and_the_tokenizer(quickstart_run):
     assert {"best.ckpt", "last.ckpt", "tokenizer.json"} <= names
     best = next(root.rglob("best.ckpt"))
     assert f"--ckpt_path {best}" in result.stdout  # the next command is printed
+
+
+def test_the_checkpoint_reads_new_text_up_to_eval_max_length(quickstart_run):
+    from sentikit.checkpoint import DATA_STATE_KEY, load_classifier
+
+    best = next(quickstart_run[0].rglob("best.ckpt"))
+    assert load_classifier(best).max_length == 100  # what bundles, explain and the app read
+    assert torch.load(best, map_location="cpu", weights_only=False)[DATA_STATE_KEY]["train_max_length"] == 64
 
 
 def test_fit_without_validation_trains_every_epoch_and_keeps_the_last_weights(small_sst2, tmp_path):

@@ -83,6 +83,23 @@ def test_long_reviews_are_truncated_and_counted(small_sst2, caplog):
     assert any("truncated to 5 tokens" in message for message in caplog.messages)
 
 
+def test_scored_splits_read_up_to_eval_max_length_and_the_checkpoint_keeps_it(small_sst2):
+    data = SentimentDataModule(data_files=small_sst2, max_length=5, eval_max_length=12)
+    assert data.splits["train"].lengths.max() == 5
+    assert data.splits["validation"].lengths.max() == data.splits["test"].lengths.max() == 12
+    loader_lengths = [int(n) for batch in data.test_dataloader() for n in batch["lengths"]]
+    assert max(loader_lengths) == 12 and sorted(loader_lengths) == sorted(data.splits["test"].lengths.tolist())
+    state = data.state_dict()  # new text (bundles, explain) is read as the scored splits are, not as train
+    assert (state["max_length"], state["train_max_length"]) == (12, 5)
+
+
+def test_eval_max_length_defaults_to_max_length_and_its_own_cache(small_sst2):
+    short = SentimentDataModule(data_files=small_sst2, max_length=5)
+    assert short.eval_max_length == 5 and short.state_dict()["max_length"] == 5
+    longer = SentimentDataModule(data_files=small_sst2, max_length=5, eval_max_length=9)  # same files, other cache entry
+    assert longer.splits["test"].lengths.max() == 9 and short.splits["test"].lengths.max() == 5
+
+
 def test_batches_are_padded_with_pad_and_carry_lengths(small_sst2):
     data = SentimentDataModule(data_files=small_sst2, batch_size=16)
     batch = next(iter(data.train_dataloader()))
@@ -130,6 +147,7 @@ def test_both_or_neither_source_is_refused():
     "kwargs, message",
     [
         (dict(max_length=0), "max_length"),
+        (dict(eval_max_length=0), "eval_max_length must be at least 1, got 0"),
         (dict(batch_size=0), "batch sizes"),
         (dict(validation_fraction=1.0), "validation_fraction"),
         (dict(validation_fraction=-0.1), "validation_fraction"),
