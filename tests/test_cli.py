@@ -90,6 +90,15 @@ def test_ddp_on_two_cpu_processes_trains(tmp_path):
     assert next(tmp_path.rglob("best.ckpt"))
 
 
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_shipped_config_parses(config):
+    """A typo in a config's key or value is an error at parse time, before any data is read."""
+    layers = ["-c", "configs/imdb-lstm.yaml"] if config == "ddp.yaml" else []  # ddp.yaml is a layer
+    result = sentikit("fit", *layers, "-c", f"configs/{config}", "--print_config")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cell:" in result.stdout
+
+
 def test_print_config_shows_the_merged_configuration():
     result = sentikit("fit", "-c", "configs/sst2-gru.yaml", "--model.cell", "lstm", "--print_config")
     assert result.returncode == 0, result.stderr[-3000:]
