@@ -40,6 +40,31 @@ class SentikitCheckpoint(ModelCheckpoint):
         if tokenizer is not None:
             save_tokenizer(tokenizer, os.path.join(self.dirpath, "tokenizer.json"))
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume in a folder that was moved or copied (a run trained on a GPU machine and brought back).
+
+        Lightning restores the best score and the top-k record only when the checkpoint folder has the
+        same absolute path it had when saved. Elsewhere it keeps the old best path alone, so the next
+        epoch, however bad, would replace `best.ckpt`, and a run with no epoch left has no best score.
+        When the recorded best checkpoint is found by name in this folder, the record is moved here."""
+        saved_in = state_dict.get("dirpath")
+        if self.dirpath and saved_in and saved_in != self.dirpath:
+
+            def here(path: str) -> str:
+                return os.path.join(self.dirpath, os.path.basename(path)) if path else path
+
+            best = state_dict.get("best_model_path") or ""
+            if best and os.path.isfile(here(best)):
+                state_dict = {
+                    **state_dict,
+                    "dirpath": self.dirpath,
+                    "best_model_path": here(best),
+                    "kth_best_model_path": here(state_dict.get("kth_best_model_path") or ""),
+                    "last_model_path": here(state_dict.get("last_model_path") or ""),
+                    "best_k_models": {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()},
+                }
+        super().load_state_dict(state_dict)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):

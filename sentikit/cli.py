@@ -102,7 +102,9 @@ class SentikitCLI(LightningCLI):
             return
         configs = " ".join(f"-c {c}" for c in self.config["fit"].get("config") or [])
         if callback.best_model_path:
-            print(f"\nbest checkpoint ({callback.monitor} {callback.best_model_score:.4f}): {callback.best_model_path}")
+            score = callback.best_model_score  # None when the run was moved and its best is not beside it
+            scored = f" ({callback.monitor} {score:.4f})" if score is not None else ""
+            print(f"\nbest checkpoint{scored}: {callback.best_model_path}")
         print(f"last checkpoint: {callback.last_model_path}")
         print(f"evaluate it with: sentikit test {configs} --ckpt_path {chosen}".replace("  ", " "))
 

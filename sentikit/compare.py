@@ -89,7 +89,7 @@ def compare(
     runs = [Run(cell, setup.base_seed + i) for i in range(seeds) for cell in cells]
     results, started, trained = [], time.perf_counter(), 0
     for number, run in enumerate(runs, 1):
-        folder = out / "runs" / run.name
+        folder = run_folder(out, run)
         result_file = folder / "result.json"
         if result_file.is_file():
             print(f"[{number}/{len(runs)}] {run.name}: done earlier, reusing {result_file}", flush=True)
@@ -102,7 +102,7 @@ def compare(
         print(f"\n[{number}/{len(runs)}] {run.name}: {_state(folder)}{eta}", flush=True)
         train(run, fit_args, setup, folder)
         print(f"[{number}/{len(runs)}] {run.name}: evaluating the best checkpoint", flush=True)
-        result = evaluate(run, folder, setup, decay_reviews)
+        result = evaluate(run, out, setup, decay_reviews)
         write_json(result_file, result)
         results.append(result)
         trained += 1
@@ -236,7 +236,7 @@ def train(run: Run, fit_args: list[str], setup: Setup, folder: Path) -> None:
             f"run {run.name} stopped (sentikit fit {how}; its output is above); "
             "run the same command again to resume from its last checkpoint"
         )
-    best = best_checkpoint(checkpoints)
+    best = best_checkpoint(checkpoints).relative_to(folder)  # relative: the folder may be moved before evaluation
     write_json(folder / "fit.json", {"best_checkpoint": str(best), "seconds": time.perf_counter() - started})
 
 
@@ -263,28 +263,35 @@ def run_child(command: list[str], env: dict[str, str]) -> int:
 
 
 def best_checkpoint(checkpoints: Path) -> Path:
-    """The best checkpoint the checkpoint callback recorded in `last.ckpt` (resumes keep it up to date)."""
+    """The best checkpoint the checkpoint callback recorded in `last.ckpt` (resumes keep it up to date).
+
+    It is looked up by name in `checkpoints`, where the callback writes: the recorded path is absolute,
+    and would point at the old place (or nowhere) once the comparison folder has been moved or copied."""
     from sentikit.checkpoint import read_checkpoint
 
     last = checkpoints / "last.ckpt"
     state = read_checkpoint(last).get("callbacks", {})
     for key, value in state.items():
         if "Checkpoint" in str(key) and isinstance(value, dict) and value.get("best_model_path"):
-            best = Path(value["best_model_path"])
+            best = checkpoints / Path(value["best_model_path"]).name
             if best.is_file():
                 return best
     return last  # no validation, no best: the last weights
 
 
-def evaluate(run: Run, folder: Path, setup: Setup, decay_reviews: int) -> dict[str, Any]:
-    """Measure the run's best checkpoint on validation and test; read its training log."""
+def evaluate(run: Run, out: Path, setup: Setup, decay_reviews: int) -> dict[str, Any]:
+    """Measure the run's best checkpoint on validation and test; read its training log.
+
+    The result names the checkpoint relative to `out`, so that a report copied off the machine that
+    trained it (or committed) still points into its own `runs/` folder."""
     import numpy as np
     import torch
 
     from sentikit.checkpoint import classifier_from_checkpoint, read_checkpoint
     from sentikit.measure import accuracy_by_length, evaluate_split, memory_by_distance
 
-    best = Path(json.loads((folder / "fit.json").read_text())["best_checkpoint"])
+    folder = run_folder(out, run)
+    best = folder / json.loads((folder / "fit.json").read_text())["best_checkpoint"]
     checkpoint = read_checkpoint(best)  # read once: the model and the epoch it was saved at
     model = classifier_from_checkpoint(checkpoint, best).model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -303,7 +310,7 @@ def evaluate(run: Run, folder: Path, setup: Setup, decay_reviews: int) -> dict[s
         "seed": run.seed,
         "parameters": model.num_parameters,
         "hyper_parameters": {k: v for k, v in model.hparams.items() if not k.startswith("_") and k != "label_names"},
-        "best_checkpoint": str(best),
+        "best_checkpoint": os.path.relpath(best, out),
         "best_epoch": int(best_epoch) + 1 if isinstance(best_epoch, int) else None,
         "epochs": epochs,
         **{name: {k: v for k, v in s.items() if k not in ("correct", "lengths")} for name, s in scores.items()},
@@ -335,8 +342,12 @@ def read_epochs(folder: Path) -> list[dict[str, float]]:
     return [rows[e] for e in sorted(rows)]
 
 
+def run_folder(out: Path, run: Run) -> Path:
+    return out / "runs" / run.name
+
+
 def _done(out: Path, run: Run) -> bool:
-    return (out / "runs" / run.name / "result.json").is_file()
+    return (run_folder(out, run) / "result.json").is_file()
 
 
 def _state(folder: Path) -> str:

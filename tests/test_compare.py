@@ -3,6 +3,7 @@ measured, reported, and resumed rather than repeated."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_every_cell_is_trained_with_the_same_tokenizer_and_counted(compared, tin
     vocab_size = load_tokenizer(out / "tokenizer.json").get_vocab_size()
     for cell, run in runs.items():
         assert run["seed"] == 7
-        model = load_classifier(run["best_checkpoint"])
+        model = load_classifier(out / run["best_checkpoint"])
         assert model.tokenizer.to_str() == load_tokenizer(out / "tokenizer.json").to_str()
         expected = SentimentClassifier(vocab_size, ["negative", "positive"], cell=cell, embedding_dim=16, hidden_size=16)
         assert run["parameters"] == expected.num_parameters
@@ -92,7 +93,7 @@ def train_tokens(path: str, tokenizer, max_length: int) -> int:
 def test_scores_are_those_of_the_best_checkpoint_on_each_split(compared, small_sst2):
     out, _ = compared
     for run in report(out)["runs"]:
-        loaded = load_classifier(run["best_checkpoint"])
+        loaded = load_classifier(out / run["best_checkpoint"])
         for split in ("validation", "test"):
             table = pq.read_table(small_sst2[split])
             encodings = loaded.tokenizer.encode_batch(table.column("text").to_pylist())
@@ -156,6 +157,25 @@ def test_a_second_call_reuses_finished_runs_and_resumes_a_stopped_one(compared, 
     gru = next(r for r in report(out)["runs"] if r["cell"] == "gru")
     assert [e["epoch"] for e in gru["epochs"]] == [1, 2]  # both epochs kept, none trained twice
     assert len(list((stopped / "lightning_logs").glob("version_*"))) == 2
+
+
+def test_a_copied_comparison_finishes_and_reports_from_its_own_folder(compared, tiny_config, tmp_path):
+    """Reports travel: a comparison trained on a GPU machine is copied back, or committed. The copy's
+    checkpoints are found by name inside it, and the report names them relative to itself, not by
+    the absolute paths Lightning recorded where they were trained."""
+    out, _ = compared
+    copy = Path(shutil.copytree(out, tmp_path / "copied"))
+    stopped = copy / "runs" / "gru-seed7"  # trained there, not yet evaluated
+    (stopped / "fit.json").unlink()
+    (stopped / "result.json").unlink()
+    result = sentikit("compare", "-c", str(tiny_config), "--cells", "rnn", "gru", "--out", str(copy), "--decay-reviews", "8", cwd=tiny_config.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    original = {run["cell"]: run for run in report(out)["runs"]}
+    for run in report(copy)["runs"]:
+        assert not Path(run["best_checkpoint"]).is_absolute()
+        assert run["best_checkpoint"] == original[run["cell"]]["best_checkpoint"]
+        assert (copy / run["best_checkpoint"]).resolve().is_relative_to(copy.resolve())
+        assert run["validation"]["acc"] == original[run["cell"]]["validation"]["acc"]
 
 
 def test_another_config_in_the_same_folder_is_refused(compared, tiny_config):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from conftest import REPO
+from sentikit.callbacks import SentikitCheckpoint
 from sentikit.checkpoint import read_checkpoint
 from sentikit.cli import main
 
@@ -106,6 +108,29 @@ def test_resuming_with_no_last_checkpoint_trains_from_the_start(small_config, tm
     result = fit(small_config, tmp_path, "--ckpt_path", "last", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"no last checkpoint under {tmp_path}: training from the start" in result.stderr
+
+
+def test_a_checkpoint_folder_moved_before_resuming_keeps_its_best(tmp_path):
+    """A run copied off the machine that trained it (or renamed) resumes with its best checkpoint still
+    the one to beat. Lightning alone keeps the record only in the folder it was saved in: elsewhere the
+    next epoch, however bad, would replace `best.ckpt`."""
+    trained_in, moved_to = tmp_path / "gpu-machine" / "checkpoints", tmp_path / "here" / "checkpoints"
+    moved_to.mkdir(parents=True)
+    for name in ("best.ckpt", "last.ckpt"):
+        (moved_to / name).write_bytes(b"")
+    best = torch.tensor(0.84)
+    callback = SentikitCheckpoint(dirpath=moved_to, monitor="val_acc", mode="max", filename="best", save_last=True)
+    callback.load_state_dict({
+        "dirpath": str(trained_in), "monitor": "val_acc", "best_model_score": best,
+        "best_model_path": str(trained_in / "best.ckpt"), "kth_best_model_path": str(trained_in / "best.ckpt"),
+        "kth_value": best, "best_k_models": {str(trained_in / "best.ckpt"): best}, "last_model_path": str(trained_in / "last.ckpt"),
+    })  # fmt: skip
+    assert callback.best_model_score == best
+    assert callback.best_model_path == str(moved_to / "best.ckpt")
+    assert callback.best_k_models == {str(moved_to / "best.ckpt"): best}
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    assert not callback.check_monitor_top_k(trainer, torch.tensor(0.80))  # a worse epoch leaves best.ckpt alone
+    assert callback.check_monitor_top_k(trainer, torch.tensor(0.86))
 
 
 # In-process: the failures below happen before or instead of training, so no process of their own is needed.
