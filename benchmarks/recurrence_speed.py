@@ -7,16 +7,20 @@ input (`unpacked_outputs`); in eval mode it packs the batch. Both compute the sa
 outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves: 64
 reviews whose lengths differ by a few tokens. The encoder is a 1-layer bidirectional one with 128-dim
 inputs and 256 units (configs/imdb-lstm.yaml); the routes alternate `--repeats` times and medians are
-printed, so a busy machine slows all alike.
+printed, so a busy machine slows all alike. `--num_layers 2 3` times deeper stacks side by side (dropout
+between layers left out: it costs little), as the question of a third layer in configs/imdb-gru.yaml asks;
+epochs timed in different sessions on a shared machine cannot settle such a ratio.
 
     python benchmarks/recurrence_speed.py                 # 50 and 200 steps (about 3 minutes here)
     python benchmarks/recurrence_speed.py --steps 400     # the packed backward pass grows slower still
+    python benchmarks/recurrence_speed.py --cells gru --num_layers 2 3 --steps 200
     python benchmarks/recurrence_speed.py --quick         # small sizes, for CI: figures meaningless
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -54,6 +58,8 @@ def timed(step, encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tenso
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 200], help="longest review in the batch")
+    parser.add_argument("--cells", nargs="+", choices=("rnn", "lstm", "gru"), default=["rnn", "lstm", "gru"])
+    parser.add_argument("--num_layers", type=int, nargs="+", default=[1], help="stack depths to compare")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -61,15 +67,17 @@ def main() -> None:
     steps_list, repeats = ([20] if args.quick else args.steps), (1 if args.quick else args.repeats)
     print(f"\nRecurrence speed: batches of {batch}, {inputs}-dim inputs, bidirectional, {hidden} units, "
           f"{torch.get_num_threads()} threads; tokens/s, medians of {repeats}\n")
-    print("| cell | steps | train, packed | train, unpacked route | speed-up | inference, packed |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| cell | layers | steps | train, packed | train, unpacked route | speed-up | inference, packed |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     torch.manual_seed(0)
     for steps in steps_list:
         lengths = torch.linspace(steps * 0.97, steps, batch).round().long()  # a bucketed batch
         tokens = int(lengths.sum())
         x = torch.randn(batch, steps, inputs)
-        for cell in ("rnn", "lstm", "gru"):
-            encoder = RecurrentEncoder(inputs, cell, hidden_size=hidden, bidirectional=True, pooling="last").train()
+        for cell, layers in itertools.product(args.cells, args.num_layers):
+            encoder = RecurrentEncoder(
+                inputs, cell, hidden_size=hidden, num_layers=layers, bidirectional=True, pooling="last"
+            ).train()
             routes = {"packed": packed_step, "unpacked": unpacked_step, "inference": inference}
             times = {name: [] for name in routes}
             timed(unpacked_step, encoder, x, lengths)  # warm-up
@@ -78,7 +86,7 @@ def main() -> None:
                     times[name].append(timed(step, encoder, x, lengths))
             speed = {name: tokens / statistics.median(t) for name, t in times.items()}
             print(
-                f"| {cell} | {steps} | {speed['packed']:,.0f} | {speed['unpacked']:,.0f} | "
+                f"| {cell} | {layers} | {steps} | {speed['packed']:,.0f} | {speed['unpacked']:,.0f} | "
                 f"{speed['unpacked'] / speed['packed']:.1f}x | {speed['inference']:,.0f} |",
                 flush=True,
             )
