@@ -5,9 +5,11 @@ unpacked route that CPU training takes, and inference, in tokens/s on one batch 
 `RecurrentEncoder` in training mode on the CPU runs each direction of each layer on its own over right-padded
 input (`unpacked_outputs`); in eval mode it packs the batch. Both compute the same function (tests check
 outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves: 64
-reviews whose lengths differ by a few tokens. The encoder is a 1-layer bidirectional one with 128-dim
-inputs and 256 units (configs/imdb-lstm.yaml); the routes alternate `--repeats` times and medians are
-printed, so a busy machine slows all alike. `--num_layers 2 3` times deeper stacks side by side (dropout
+reviews whose lengths differ by a few tokens. The encoder is bidirectional with 128-dim inputs and 256
+units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise; the routes alternate
+`--repeats` times and medians are printed, so a busy machine slows all alike. Denormals are flushed, as
+`sentikit fit` does (`sentikit.denormals`): an untrained recurrence read through its final state sends
+denormal gradients to the early steps, and without the flush they, not the route, would set the pace. `--num_layers 2 3` times deeper stacks side by side (dropout
 between layers left out: it costs little), as the question of a third layer in configs/imdb-gru.yaml asks;
 epochs timed in different sessions on a shared machine cannot settle such a ratio.
 
@@ -23,10 +25,12 @@ import argparse
 import itertools
 import statistics
 import time
+import typing
 
 import torch
 
-from sentikit.encoder import RecurrentEncoder
+from sentikit.denormals import flush_denormals
+from sentikit.encoder import Cell, RecurrentEncoder
 
 
 def packed_step(encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tensor) -> None:
@@ -58,11 +62,17 @@ def timed(step, encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tenso
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 200], help="longest review in the batch")
-    parser.add_argument("--cells", nargs="+", choices=("rnn", "lstm", "gru"), default=["rnn", "lstm", "gru"])
+    cells = list(typing.get_args(Cell))
+    parser.add_argument("--cells", nargs="+", choices=cells, default=cells)
     parser.add_argument("--num_layers", type=int, nargs="+", default=[1], help="stack depths to compare")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    with flush_denormals():
+        time_the_routes(args)
+
+
+def time_the_routes(args: argparse.Namespace) -> None:
     batch, inputs, hidden = (8, 16, 16) if args.quick else (64, 128, 256)
     steps_list, repeats = ([20] if args.quick else args.steps), (1 if args.quick else args.repeats)
     print(f"\nRecurrence speed: batches of {batch}, {inputs}-dim inputs, bidirectional, {hidden} units, "

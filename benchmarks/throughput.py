@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from sentikit.cli import every_run_callbacks
 from sentikit.data import SentimentDataModule
+from sentikit.denormals import flush_denormals
 from sentikit.model import SentimentClassifier, learning_rate_multiplier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,19 +65,20 @@ def run_by_hand(model: SentimentClassifier, batches: list, warmup: int, seed: in
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: learning_rate_multiplier(k, warmup_steps, total, hp.schedule))
     model.train()
     torch.manual_seed(seed)
-    for step, batch in enumerate(batches):
-        if step == warmup:
-            start = time.perf_counter()
-        embedded = model.embedding(model.drop_words(batch["token_ids"]))
-        loss = F.cross_entropy(model.classify(embedded, batch["lengths"]), batch["labels"])
-        if hp.adversarial > 0:
-            pushed = embedded + model.adversarial_perturbation(embedded, loss)
-            loss = loss + F.cross_entropy(model.classify(pushed, batch["lengths"]), batch["labels"])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        scheduler.step()
+    with flush_denormals():  # as `FlushDenormals` does on the Lightning side
+        for step, batch in enumerate(batches):
+            if step == warmup:
+                start = time.perf_counter()
+            embedded = model.embedding(model.drop_words(batch["token_ids"]))
+            loss = F.cross_entropy(model.classify(embedded, batch["lengths"]), batch["labels"])
+            if hp.adversarial > 0:
+                pushed = embedded + model.adversarial_perturbation(embedded, loss)
+                loss = loss + F.cross_entropy(model.classify(pushed, batch["lengths"]), batch["labels"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
     return time.perf_counter() - start
 
 
@@ -100,7 +102,7 @@ class StepTimer(pl.Callback):
 
 def run_lightning(model: SentimentClassifier, batches: list, warmup: int, seed: int) -> float:
     """Seconds for batches[warmup:] through `Trainer.fit` with the callbacks every `sentikit fit` adds (the
-    epoch meter, the random-state saver and the divergence check), minus the progress bar, checkpoints
+    epoch meter, the random-state saver, the divergence check and the denormal flush), minus the progress bar, checkpoints
     and validation, which the hand loop does not do either."""
     timer = StepTimer(warmup, len(batches) - 1, seed)
     callbacks = [timer, *every_run_callbacks()]

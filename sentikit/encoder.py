@@ -95,8 +95,9 @@ class RecurrentEncoder(nn.Module):
         """`inputs` (batch, time, input_size), right-padded; `lengths` (batch,) -> (batch, output_size)."""
         inputs = self.input_dropout(inputs)
         if self.training and inputs.device.type == "cpu":
-            # On the CPU the fused modules' backward pass over packed sequences is slow: 25x for a BiLSTM
-            # and 30x for a BiGRU at 200 steps (torch 2.13), against their backward over plain tensors.
+            # On the CPU the fused modules' backward pass over packed sequences is slow: a training step
+            # of 200 steps took 17x as long for a BiLSTM and 12x for a BiGRU (torch 2.13,
+            # benchmarks/recurrence_speed.py) as over plain tensors.
             # Training there takes the exact unpacked route; inference keeps the packed one.
             return self.pool(self.unpacked_outputs(inputs, lengths), lengths)
         packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
