@@ -9,9 +9,10 @@ reviews whose lengths differ by a few tokens. The encoder is bidirectional with 
 units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise; the routes alternate
 `--repeats` times and medians are printed, so a busy machine slows all alike. Denormals are flushed, as
 `sentikit fit` does (`sentikit.denormals`): an untrained recurrence read through its final state sends
-denormal gradients to the early steps, and without the flush they, not the route, would set the pace. `--num_layers 2 3` times deeper stacks side by side (dropout
-between layers left out: it costs little), as the question of a third layer in configs/imdb-gru.yaml asks;
-epochs timed in different sessions on a shared machine cannot settle such a ratio.
+denormal gradients to the early steps, and without the flush they, not the route, would set the pace.
+`--num_layers 2 3` times deeper stacks side by side (dropout between layers left out: it costs little),
+as the question of a third layer in configs/imdb-gru.yaml asks; epochs timed in different sessions on a
+shared machine cannot settle such a ratio.
 
     python benchmarks/recurrence_speed.py                 # 50 and 200 steps (about 3 minutes here)
     python benchmarks/recurrence_speed.py --steps 400     # the packed backward pass grows slower still

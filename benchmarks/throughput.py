@@ -102,8 +102,8 @@ class StepTimer(pl.Callback):
 
 def run_lightning(model: SentimentClassifier, batches: list, warmup: int, seed: int) -> float:
     """Seconds for batches[warmup:] through `Trainer.fit` with the callbacks every `sentikit fit` adds (the
-    epoch meter, the random-state saver, the divergence check and the denormal flush), minus the progress bar, checkpoints
-    and validation, which the hand loop does not do either."""
+    epoch meter, the random-state saver, the divergence check and the denormal flush), minus the progress
+    bar, checkpoints and validation, which the hand loop does not do either."""
     timer = StepTimer(warmup, len(batches) - 1, seed)
     callbacks = [timer, *every_run_callbacks()]
     with tempfile.TemporaryDirectory(prefix="sentikit-throughput-") as logs:

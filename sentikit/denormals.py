@@ -23,7 +23,7 @@ sentikit keeps its own floating-point behaviour.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytorch_lightning as pl
 import torch
@@ -51,18 +51,17 @@ def flush_denormals() -> Iterator[None]:
 
 
 class FlushDenormals(Callback):
-    """Flushes denormals from a trainer's `setup` to its `teardown` (or to the exception that ends it):
+    """`flush_denormals` from a trainer's `setup` to its `teardown` (or to the exception that ends it):
     `fit`, `validate`, `test` and `predict` alike, on every DDP process, each of which sets up its own."""
 
     def __init__(self) -> None:
-        self._was_on = False
+        self._flushing = ExitStack()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._was_on = denormals_flushed()
-        torch.set_flush_denormal(True)
+        self._flushing.enter_context(flush_denormals())
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        torch.set_flush_denormal(self._was_on)
+        self._flushing.close()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        torch.set_flush_denormal(self._was_on)
+        self._flushing.close()
