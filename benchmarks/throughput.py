@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader
 from sentikit.cli import every_run_callbacks
 from sentikit.data import SentimentDataModule
 from sentikit.denormals import flush_denormals
-from sentikit.model import SentimentClassifier, learning_rate_multiplier
+from sentikit.model import SentimentClassifier
+from sentikit.optim import learning_rate_multiplier
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,10 @@ and class names are linked from the data module, and a checkpoint given with `--
 own tokenizer and classes, so `sentikit test -c CONFIG --ckpt_path FILE` evaluates exactly what was
 trained.
 
+`sentikit pretrain -c CONFIG` is `fit` with a `LanguageModel` (`language_model.py`) in place of the
+classifier, on the same data section; `sentikit fit --model.init_from LM.ckpt` then starts a classifier
+from it, reading its tokenizer.
+
 `sentikit explain`, `sentikit export` and `sentikit predict-file` are not training commands: they are
 handed to `explain_command.py` and `bundle_command.py` before LightningCLI parses anything, and their
 errors are printed the same way. `sentikit compare` (`compare.py`) runs `sentikit fit` once per cell and
@@ -30,9 +34,12 @@ from pytorch_lightning.utilities import rank_zero_only
 from sentikit.callbacks import SentikitCheckpoint, TrainingMeter, check_writable
 from sentikit.data import SentimentDataModule
 from sentikit.denormals import FlushDenormals
+from sentikit.checkpoint import read_checkpoint_extras
 from sentikit.errors import ConfigError
+from sentikit.language_model import LanguageModel
 from sentikit.model import SentimentClassifier
 from sentikit.safeguards import RandomState, StopOnNonFiniteLoss
+from sentikit.tokenizer import load_tokenizer, tokenizer_from_string, vocabulary_fingerprint
 
 LOG = logging.getLogger("sentikit")
 
@@ -52,20 +59,22 @@ class SentikitCLI(LightningCLI):
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
+    @property
+    def pretraining(self) -> bool:
+        """`sentikit pretrain`: the model is a `LanguageModel`, scored by its loss, with no classes."""
+        return self.model_class is LanguageModel
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocabulary_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.classes", "model.label_names", apply_on="instantiate")
+        if not self.pretraining:
+            parser.link_arguments("data.classes", "model.label_names", apply_on="instantiate")
+        monitor, mode = ("val_loss", "min") if self.pretraining else ("val_acc", "max")
         parser.add_lightning_class_args(SentikitCheckpoint, "checkpoint")
         parser.set_defaults(
-            {
-                "checkpoint.monitor": "val_acc",
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
-            }
+            {"checkpoint.monitor": monitor, "checkpoint.mode": mode, "checkpoint.filename": "best", "checkpoint.save_last": True}
         )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3})
+        parser.set_defaults({"early_stopping.monitor": monitor, "early_stopping.mode": mode, "early_stopping.patience": 3})
         # Optional: weight averaging (EMA or SWA); validation, test and checkpoints then see the average.
         parser.add_lightning_class_args(WeightAveraging, "weight_averaging", subclass_mode=True, required=False)
 
@@ -88,6 +97,11 @@ class SentikitCLI(LightningCLI):
             check_writable(config.trainer.default_root_dir or ".", "output folder (trainer.default_root_dir)")
             if config.ckpt_path:
                 resume_beside(config)
+            if config.model.get("init_from"):
+                reuse_pretrained_tokenizer(config)
+        elif config.model.get("init_from"):
+            # Only fit starts from the language model; a trained checkpoint already holds its weights.
+            config.model.init_from = None
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and config.data.tokenizer_file is None:
             if Path(ckpt_path).is_file():
@@ -103,12 +117,37 @@ class SentikitCLI(LightningCLI):
         if not chosen:
             return
         configs = " ".join(f"-c {c}" for c in self.config["fit"].get("config") or [])
+        if self.pretraining:
+            print(f"\nlanguage model: {chosen}")
+            print(f"start a classifier from it with: sentikit fit -c CONFIG --model.init_from {chosen}")
+            return
         if callback.best_model_path:
             score = callback.best_model_score  # None when the run was moved and its best is not beside it
             scored = f" ({callback.monitor} {score:.4f})" if score is not None else ""
             print(f"\nbest checkpoint{scored}: {callback.best_model_path}")
         print(f"last checkpoint: {callback.last_model_path}")
         print(f"evaluate it with: sentikit test {configs} --ckpt_path {chosen}".replace("  ", " "))
+
+
+def reuse_pretrained_tokenizer(config) -> None:
+    """A classifier that starts from a language model must number words as it did: it reads the
+    language model's tokenizer, or, when the config names another, one with the same vocabulary."""
+    init_from = config.model.init_from
+    if not Path(init_from).is_file():
+        raise FileNotFoundError(f"language model checkpoint not found (model.init_from): {init_from}")
+    if config.data.tokenizer_file is None:
+        config.data.tokenizer_file = init_from
+        return
+    theirs = tokenizer_from_string(read_checkpoint_extras(init_from)["tokenizer"], f"the tokenizer in {init_from}")
+    if Path(config.data.tokenizer_file).suffix == ".ckpt":
+        ours = tokenizer_from_string(read_checkpoint_extras(config.data.tokenizer_file)["tokenizer"], config.data.tokenizer_file)
+    else:
+        ours = load_tokenizer(config.data.tokenizer_file)
+    if vocabulary_fingerprint(ours) != vocabulary_fingerprint(theirs):
+        raise ConfigError(
+            f"data.tokenizer_file {config.data.tokenizer_file} numbers words differently from the language model "
+            f"{init_from} (model.init_from); leave data.tokenizer_file out to use the language model's"
+        )
 
 
 def without_validation(callbacks: list[Callback]) -> list[Callback]:
@@ -197,12 +236,14 @@ def main(args: list[str] | None = None) -> None:
 
             (export_command if argv[0] == "export" else predict_file_command)(argv[1:])
             return
+        # `sentikit pretrain ARGS` is `fit` of a language model on the same data (language_model.py).
+        pretrain = argv[:1] == ["pretrain"]
         SentikitCLI(
-            SentimentClassifier,
+            LanguageModel if pretrain else SentimentClassifier,
             SentimentDataModule,
             trainer_defaults={"use_distributed_sampler": False},
             save_config_kwargs={"overwrite": True},
-            args=args,
+            args=["fit", *argv[1:]] if pretrain else args,
         )
     except argparse.ArgumentError as error:
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())

@@ -131,12 +131,37 @@ class RecurrentEncoder(nn.Module):
             x = torch.cat(outputs, dim=-1)  # (batch, time, directions * hidden)
         return x
 
-    def _run_direction(self, x: torch.Tensor, layer: int, direction: int) -> torch.Tensor:
-        """`(batch, time, hidden)`: one direction of one layer with the module's own weights, fused."""
+    def one_way_outputs(self, inputs: torch.Tensor, lengths: torch.Tensor, direction: int) -> torch.Tensor:
+        """`(batch, time, hidden)`: the stack of one direction alone, in its own reading order (backward:
+        each review reversed within its length), valid before each review's length.
+
+        Every layer above the first reads only its own direction's outputs below it: the columns of
+        `weight_ih` that take the other direction's are left out. In the bidirectional stack the second
+        layer's forward state at word t has seen, through the first layer's backward outputs, the words
+        after t; this way it has not, so its state at t can be trained to predict word t + 1 (the
+        language model of `sentikit.language_model`, which trains the encoder before the classifier)."""
+        x = self.input_dropout(inputs)
+        if direction == 1:
+            index = reversal_index(lengths.to(x.device), x.shape[1])[:, :, None]
+            x = x.gather(1, index.expand(-1, -1, x.shape[-1]))
+        hidden = self.rnn.hidden_size
+        for layer in range(self.rnn.num_layers):
+            if layer > 0:
+                x = F.dropout(x, self.rnn.dropout, self.training)
+            mixed = layer > 0 and self.num_directions == 2  # this layer's input holds both directions
+            own = slice(direction * hidden, (direction + 1) * hidden) if mixed else slice(None)
+            x = self._run_direction(x, layer, direction, own)
+        return x
+
+    def _run_direction(self, x: torch.Tensor, layer: int, direction: int, columns: slice = slice(None)) -> torch.Tensor:
+        """`(batch, time, hidden)`: one direction of one layer with the module's own weights, fused;
+        `columns` of its input weights only (the input `x` has that many features)."""
         weights = self.rnn._flat_weights
         per = len(weights) // (self.rnn.num_layers * self.num_directions)
         first = (layer * self.num_directions + direction) * per
         own = weights[first : first + per]
+        if columns != slice(None):
+            own = [own[0][:, columns].contiguous(), *own[1:]]
         h0 = x.new_zeros(1, x.shape[0], self.rnn.hidden_size)
         if self.cell == "lstm":
             return torch.lstm(x, [h0, h0], own, True, 1, 0.0, self.training, False, True)[0]

@@ -7,8 +7,7 @@ checkpoint with the rest of the hyper-parameters, so that a checkpoint alone reb
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -18,12 +17,12 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from sentikit.checkpoint import read_checkpoint
 from sentikit.encoder import Cell, Pooling, RecurrentEncoder
 from sentikit.errors import ConfigError
+from sentikit.language_model import load_pretrained
+from sentikit.optim import Schedule, adamw_with_schedule
 from sentikit.tokenizer import PAD_ID, UNK_ID
-
-Schedule = Literal["cosine", "linear", "constant"]
-
 
 class SentimentClassifier(pl.LightningModule):
     """Classifies reviews with a recurrent encoder.
@@ -51,6 +50,10 @@ class SentimentClassifier(pl.LightningModule):
             in the direction that raises the loss fastest, by this share of their norm, and the two losses
             are added. It costs a second forward pass and two more backward passes (a step takes about
             2.4x as long on the CPU); 0 turns it off.
+        init_from: start the word vectors and the encoder from a language model trained on the reviews
+            (a checkpoint of `sentikit pretrain`, same architecture) instead of at random; the run then
+            also reuses its tokenizer. Only the weights are kept, not the path: a checkpoint of this
+            model rebuilds without the language model's file.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class SentimentClassifier(pl.LightningModule):
         warmup_fraction: float = 0.05,
         schedule: Schedule = "cosine",
         adversarial: float = 0.0,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if vocab_size < 2:
@@ -89,7 +93,7 @@ class SentimentClassifier(pl.LightningModule):
         for name, value in (("dropout", dropout), ("word_dropout", word_dropout)):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {value}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["init_from"])
         self.label_names = list(label_names)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = RecurrentEncoder(
@@ -114,6 +118,8 @@ class SentimentClassifier(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
         self._train_loss_window: list[torch.Tensor] = []
+        if init_from is not None:
+            load_pretrained(self, read_checkpoint(init_from), init_from)
 
     @property
     def num_parameters(self) -> int:
@@ -206,32 +212,5 @@ class SentimentClassifier(pl.LightningModule):
             self.logger.log_hyperparams({"num_parameters": self.num_parameters})
 
     def configure_optimizers(self) -> dict[str, Any]:
-        # Matrices (weights, embeddings) decay; vectors (every bias, `bias_ih_l0` included) do not.
-        decay = [p for p in self.parameters() if p.dim() > 1]
-        no_decay = [p for p in self.parameters() if p.dim() <= 1]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.learning_rate,
-        )
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else None
-        warmup = int(self.hparams.warmup_fraction * total) if total else 0
-        schedule = self.hparams.schedule if total else "constant"
-
-        def multiplier(step: int) -> float:
-            return learning_rate_multiplier(step, warmup, total, schedule)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def learning_rate_multiplier(step: int, warmup: int, total: int | None, schedule: Schedule) -> float:
-    """Linear warmup over `warmup` steps, then `schedule` decay to zero at step `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant" or total is None:
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+        hp = self.hparams
+        return adamw_with_schedule(self, hp.learning_rate, hp.weight_decay, hp.warmup_fraction, hp.schedule)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from sentikit.errors import ConfigError
-from sentikit.model import SentimentClassifier, learning_rate_multiplier
+from sentikit.model import SentimentClassifier
+from sentikit.optim import learning_rate_multiplier
 
 
 def classifier(**kwargs) -> SentimentClassifier:
