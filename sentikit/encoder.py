@@ -149,19 +149,19 @@ class RecurrentEncoder(nn.Module):
             if layer > 0:
                 x = F.dropout(x, self.rnn.dropout, self.training)
             mixed = layer > 0 and self.num_directions == 2  # this layer's input holds both directions
-            own = slice(direction * hidden, (direction + 1) * hidden) if mixed else slice(None)
-            x = self._run_direction(x, layer, direction, own)
+            x = self._run_direction(x, layer, direction, direction * hidden if mixed else 0)
         return x
 
-    def _run_direction(self, x: torch.Tensor, layer: int, direction: int, columns: slice = slice(None)) -> torch.Tensor:
-        """`(batch, time, hidden)`: one direction of one layer with the module's own weights, fused;
-        `columns` of its input weights only (the input `x` has that many features)."""
+    def _run_direction(self, x: torch.Tensor, layer: int, direction: int, first_column: int = 0) -> torch.Tensor:
+        """`(batch, time, hidden)`: one direction of one layer with the module's own weights, fused.
+        An input `x` narrower than the layer's reads only that many input-weight columns, from
+        `first_column` on (`one_way_outputs`). TorchScript compiles this (through `PortableClassifier`)."""
         weights = self.rnn._flat_weights
         per = len(weights) // (self.rnn.num_layers * self.num_directions)
         first = (layer * self.num_directions + direction) * per
         own = weights[first : first + per]
-        if columns != slice(None):
-            own = [own[0][:, columns].contiguous(), *own[1:]]
+        if x.shape[-1] != own[0].shape[1]:
+            own = [own[0][:, first_column : first_column + x.shape[-1]].contiguous()] + own[1:]
         h0 = x.new_zeros(1, x.shape[0], self.rnn.hidden_size)
         if self.cell == "lstm":
             return torch.lstm(x, [h0, h0], own, True, 1, 0.0, self.training, False, True)[0]
