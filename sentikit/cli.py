@@ -32,9 +32,9 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 
 from sentikit.callbacks import SentikitCheckpoint, TrainingMeter, check_writable
+from sentikit.checkpoint import read_checkpoint_extras
 from sentikit.data import SentimentDataModule
 from sentikit.denormals import FlushDenormals
-from sentikit.checkpoint import read_checkpoint_extras
 from sentikit.errors import ConfigError
 from sentikit.language_model import LanguageModel
 from sentikit.model import SentimentClassifier
@@ -213,6 +213,8 @@ def main(args: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # `sentikit pretrain` hands LightningCLI `fit` and the rest of the command line as `args` on purpose.
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     package_log = logging.getLogger("sentikit")
     if not any(isinstance(h, StderrHandler) for h in package_log.handlers):  # once, however often main runs
         handler = StderrHandler()
@@ -247,7 +249,8 @@ def main(args: list[str] | None = None) -> None:
         )
     except argparse.ArgumentError as error:
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        command = f"sentikit {argv[0]}" if argv[:1] and argv[0] in SentikitCLI.subcommands() else "sentikit"
+        known = argv[:1] and (argv[0] in SentikitCLI.subcommands() or argv[0] == "pretrain")
+        command = f"sentikit {argv[0]}" if known else "sentikit"
         print(f"sentikit: error: {message} (`{command} --help` lists the options)", file=sys.stderr)
         sys.exit(2)
     except (ConfigError, FileNotFoundError, MisconfigurationException) as error:

@@ -146,3 +146,12 @@ def test_pretrain_then_fit_from_it_then_test_without_it(small_sst2, tmp_path):
 
     missing = sentikit("fit", *common, *run, "--model.init_from", str(language_model))
     assert missing.returncode == 2 and f"language model checkpoint not found (model.init_from): {language_model}" in missing.stderr
+
+
+@pytest.mark.slow
+def test_a_mistyped_pretrain_option_is_one_line_pointing_at_pretrain_help():
+    result = sentikit("pretrain", "-c", "configs/quickstart.yaml", "--model.celll", "gru")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sentikit: error: unrecognized arguments: --model.celll gru (`sentikit pretrain --help` lists the options)"
+    ]
