@@ -33,7 +33,7 @@ from torch import nn
 from sentikit.encoder import Cell, RecurrentEncoder
 from sentikit.errors import ConfigError
 from sentikit.gates import reversal_index
-from sentikit.optim import Schedule, adamw_with_schedule
+from sentikit.optim import Schedule, adamw_with_schedule, check_optimizer_options
 from sentikit.tokenizer import PAD_ID
 
 # The encoder's shape: what a classifier must share with the language model to take its weights.
@@ -87,11 +87,7 @@ class LanguageModel(pl.LightningModule):
             raise ConfigError(f"embedding_dim must be at least 1, got {embedding_dim}")
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout must lie in [0, 1), got {dropout}")
-        if learning_rate <= 0 or weight_decay < 0 or not 0 <= warmup_fraction < 1:
-            raise ConfigError(
-                f"need learning_rate > 0, weight_decay >= 0 and 0 <= warmup_fraction < 1; "
-                f"got {learning_rate}, {weight_decay}, {warmup_fraction}"
-            )
+        check_optimizer_options(learning_rate, weight_decay, warmup_fraction)
         if list(cutoffs) != sorted(set(cutoffs)) or any(c < 1 for c in cutoffs):
             raise ConfigError(f"cutoffs must be positive and increasing, got {cutoffs}")
         self.save_hyperparameters()

@@ -21,7 +21,7 @@ from sentikit.checkpoint import read_checkpoint
 from sentikit.encoder import Cell, Pooling, RecurrentEncoder
 from sentikit.errors import ConfigError
 from sentikit.language_model import load_pretrained
-from sentikit.optim import Schedule, adamw_with_schedule
+from sentikit.optim import Schedule, adamw_with_schedule, check_optimizer_options
 from sentikit.tokenizer import PAD_ID, UNK_ID
 
 class SentimentClassifier(pl.LightningModule):
@@ -85,11 +85,7 @@ class SentimentClassifier(pl.LightningModule):
             raise ConfigError(f"embedding_dim must be at least 1, got {embedding_dim}")
         if adversarial < 0:
             raise ConfigError(f"adversarial must be at least 0, got {adversarial}")
-        if learning_rate <= 0 or weight_decay < 0 or not 0 <= warmup_fraction < 1:
-            raise ConfigError(
-                f"need learning_rate > 0, weight_decay >= 0 and 0 <= warmup_fraction < 1; "
-                f"got {learning_rate}, {weight_decay}, {warmup_fraction}"
-            )
+        check_optimizer_options(learning_rate, weight_decay, warmup_fraction)
         for name, value in (("dropout", dropout), ("word_dropout", word_dropout)):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {value}")

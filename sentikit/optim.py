@@ -8,7 +8,18 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 
+from sentikit.errors import ConfigError
+
 Schedule = Literal["cosine", "linear", "constant"]
+
+
+def check_optimizer_options(learning_rate: float, weight_decay: float, warmup_fraction: float) -> None:
+    """Refuse settings `adamw_with_schedule` cannot use when the model is built, not at the first step."""
+    if learning_rate <= 0 or weight_decay < 0 or not 0 <= warmup_fraction < 1:
+        raise ConfigError(
+            f"need learning_rate > 0, weight_decay >= 0 and 0 <= warmup_fraction < 1; "
+            f"got {learning_rate}, {weight_decay}, {warmup_fraction}"
+        )
 
 
 def adamw_with_schedule(
