@@ -125,6 +125,7 @@ def export_bundle(
         "label_names": list(loaded.model.label_names),
         "cell": hparams["cell"],
         "embedding_dim": hparams["embedding_dim"],
+        "bigram_buckets": hparams.get("bigram_buckets", 0),
         "hidden_size": hparams["hidden_size"],
         "num_layers": hparams["num_layers"],
         "bidirectional": hparams["bidirectional"],
@@ -189,7 +190,8 @@ class Bundle:
 
         m = self.meta
         model = SentimentClassifier(
-            m["vocab_size"], m["label_names"], cell=m["cell"], embedding_dim=m["embedding_dim"], hidden_size=m["hidden_size"],
+            m["vocab_size"], m["label_names"], cell=m["cell"], embedding_dim=m["embedding_dim"],
+            bigram_buckets=m.get("bigram_buckets", 0), hidden_size=m["hidden_size"],
             num_layers=m["num_layers"], bidirectional=m["bidirectional"], pooling=m["pooling"],
         )
         PortableClassifier.from_classifier(model).load_state_dict(self.model.state_dict())  # shares the modules

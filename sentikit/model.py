@@ -18,6 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from sentikit.checkpoint import read_checkpoint
+from sentikit.embedding import WordEmbedding
 from sentikit.encoder import Cell, Pooling, RecurrentEncoder
 from sentikit.errors import ConfigError
 from sentikit.language_model import load_pretrained
@@ -32,6 +33,8 @@ class SentimentClassifier(pl.LightningModule):
         label_names: the classes in id order (set from the data module).
         cell: `rnn`, `lstm` or `gru`.
         embedding_dim: size of the word vectors (learned from scratch).
+        bigram_buckets: rows of a second table of vectors for hashed pairs of neighbouring words, added
+            to the words' own (`embedding.WordEmbedding`); 0 reads words alone.
         hidden_size: recurrent units per direction and layer.
         num_layers: stacked recurrent layers.
         bidirectional: read each review in both directions.
@@ -62,6 +65,7 @@ class SentimentClassifier(pl.LightningModule):
         label_names: list[str],
         cell: Cell = "lstm",
         embedding_dim: int = 128,
+        bigram_buckets: int = 0,
         hidden_size: int = 256,
         num_layers: int = 1,
         bidirectional: bool = True,
@@ -91,7 +95,7 @@ class SentimentClassifier(pl.LightningModule):
                 raise ConfigError(f"{name} must lie in [0, 1), got {value}")
         self.save_hyperparameters(ignore=["init_from"])
         self.label_names = list(label_names)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.embedding = WordEmbedding(vocab_size, embedding_dim, bigram_buckets)
         self.encoder = RecurrentEncoder(
             embedding_dim,
             cell=cell,
