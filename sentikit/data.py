@@ -7,7 +7,8 @@ Its constructor arguments are the `data:` section of a config. The pipeline, run
 3. carve a validation split from train when there is none (seeded, stratified);
 4. train the tokenizer on the training split, or reuse one (`tokenizer.json` or a checkpoint);
 5. tokenize every split with `Dataset.map(batched=True)` (cached by `datasets`), truncating train to
-   `max_length` and the splits that are scored to `eval_max_length`;
+   `max_length` and the splits that are scored to `eval_max_length`, and, with `train_chunk_length`,
+   cut the training reviews into pieces;
 6. serve batches from `BucketBatchSampler`, which keeps padding small and shards across DDP ranks.
 
 The work happens on first use of `tokenizer`, `vocabulary_size` or `classes`, which the command line
@@ -55,12 +56,30 @@ SPLITS = ("train", "validation", "test")
 class TokenizedReviews(Dataset):
     """One split held as a flat array of token ids plus offsets: compact, and sliced without copies."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, token_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> None:
+        self.token_ids, self.offsets, self.labels = token_ids, offsets, labels
+        self.lengths = np.diff(offsets)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> TokenizedReviews:
         ids = table.column("input_ids").combine_chunks()
-        self.token_ids = ids.values.to_numpy(zero_copy_only=False).astype(np.int64)
-        self.offsets = ids.offsets.to_numpy()
-        self.labels = table.column("labels").to_numpy().astype(np.int64)
-        self.lengths = np.diff(self.offsets)
+        return cls(
+            ids.values.to_numpy(zero_copy_only=False).astype(np.int64),
+            ids.offsets.to_numpy().astype(np.int64),
+            table.column("labels").to_numpy().astype(np.int64),
+        )
+
+    def chunked(self, length: int) -> TokenizedReviews:
+        """Each review cut into `ceil(n / length)` consecutive chunks of near-equal size, each with the
+        review's label. Equal sizes rather than `length`-token chunks plus a remainder: a 210-token review
+        at 100 gives 70 + 70 + 70, not a 10-token tail that carries the review's label on almost no text.
+        The chunks share this split's token array; only the offsets are new."""
+        chunks = -(-self.lengths // length)
+        first = np.cumsum(chunks) - chunks  # each review's first chunk
+        review = np.repeat(np.arange(len(self)), chunks)
+        k = np.arange(int(chunks.sum())) - first[review]  # a chunk's place within its review
+        starts = self.offsets[:-1][review] + k * self.lengths[review] // chunks[review]
+        return TokenizedReviews(self.token_ids, np.append(starts, self.offsets[-1]), self.labels[review])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -109,6 +128,12 @@ class SentimentDataModule(pl.LightningDataModule):
             Training truncates to bound the memory and time of a step; scoring needs no gradients, so
             reading whole reviews there costs little, and on IMDB it scored higher than cutting them
             where training did (README: truncation).
+        train_chunk_length: cut each training review (after `max_length`) into consecutive chunks of
+            near-equal size, none longer than this, each a training example with the review's label;
+            the scored splits stay whole. A step's memory is then bounded without throwing text away
+            (raise `max_length` to keep all of it), and the model learns to find the sentiment in every
+            part of a review, as Johnson & Zhang (2016) trained their LSTMs on chopped IMDB reviews.
+            Default: reviews stay whole.
         batch_size: training batch size (per process).
         eval_batch_size: batch size for validation, test and predict (default: 2 x batch_size).
         bucket_size: how many batches' worth of examples are sorted by length together.
@@ -134,6 +159,7 @@ class SentimentDataModule(pl.LightningDataModule):
         tokenizer_file: str | None = None,
         max_length: int = 256,
         eval_max_length: int | None = None,
+        train_chunk_length: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         bucket_size: int = 100,
@@ -144,7 +170,7 @@ class SentimentDataModule(pl.LightningDataModule):
         super().__init__()
         if (data_files is None) == (dataset is None):
             raise ConfigError("give either data.data_files (local files per split) or data.dataset (a hub id), not both")
-        for name, value in (("max_length", max_length), ("eval_max_length", eval_max_length)):
+        for name, value in (("max_length", max_length), ("eval_max_length", eval_max_length), ("train_chunk_length", train_chunk_length)):
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
@@ -162,6 +188,7 @@ class SentimentDataModule(pl.LightningDataModule):
         )
         self.tokenizer_file = tokenizer_file
         self.max_length, self.eval_max_length = max_length, eval_max_length or max_length
+        self.train_chunk_length = train_chunk_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
         self.bucket_size, self.num_workers = bucket_size, num_workers
         self.predict_split, self.seed = predict_split, seed
@@ -220,6 +247,13 @@ class SentimentDataModule(pl.LightningDataModule):
             info("tokenizer: trained a %s vocabulary of %d tokens on train", self.tokenizer_options["kind"], tokenizer.get_vocab_size())
         self._tokenizer, self._classes = tokenizer, classes
         self._splits = {name: self._tokenize(split, name) for name, split in raw.items()}
+        if self.train_chunk_length is not None:
+            whole = self._splits["train"]
+            self._splits["train"] = whole.chunked(self.train_chunk_length)
+            info(
+                "train: %d reviews cut into %d chunks of at most %d tokens",
+                len(whole), len(self._splits["train"]), self.train_chunk_length,
+            )
 
     @property
     def source(self) -> str:
@@ -301,7 +335,7 @@ class SentimentDataModule(pl.LightningDataModule):
         truncated = int(pc.sum(pc.greater(num_tokens, limit)).as_py() or 0)
         if truncated:
             info("%s: %d of %d reviews (%.1f%%) truncated to %d tokens", name, truncated, len(tokenized), 100 * truncated / len(tokenized), limit)
-        return TokenizedReviews(tokenized.with_format("arrow")[:])
+        return TokenizedReviews.from_table(tokenized.with_format("arrow")[:])
 
     def _fingerprint(self, split: datasets.Dataset, name: str, limit: int) -> str:
         """Cache key of the tokenized split: the raw split, the vocabulary and the settings."""
