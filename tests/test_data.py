@@ -1,10 +1,9 @@
 import json
 
+import numpy as np
 import pytest
 
 from conftest import write_table
-import numpy as np
-
 from sentikit.data import SentimentDataModule, TokenizedReviews, collate
 from sentikit.errors import ConfigError
 from sentikit.tokenizer import PAD_ID, UNK_ID, save_tokenizer
