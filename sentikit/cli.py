@@ -150,6 +150,16 @@ def reuse_pretrained_tokenizer(config) -> None:
         )
 
 
+def config_error_behind(error: BaseException) -> ConfigError | None:
+    """The `ConfigError` that `error` was raised from, if any."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, ConfigError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def without_validation(callbacks: list[Callback]) -> list[Callback]:
     """A run with nothing to validate on (`data.validation_fraction 0`) has no score to stop early on or
     to pick a best checkpoint by: it trains for `max_epochs` and keeps `last.ckpt`."""
@@ -256,4 +266,12 @@ def main(args: list[str] | None = None) -> None:
     except (ConfigError, FileNotFoundError, MisconfigurationException) as error:
         # Lightning's own "these trainer settings contradict each other" is a config error too.
         print(f"sentikit: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as error:
+        # jsonargparse builds callbacks such as `weight_averaging` itself and wraps a constructor's
+        # refusal in "does not validate against any of the Union subtypes": say the refusal.
+        cause = config_error_behind(error)
+        if cause is None:
+            raise
+        print(f"sentikit: error: {cause}", file=sys.stderr)
         sys.exit(2)
