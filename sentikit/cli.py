@@ -35,7 +35,7 @@ from sentikit.callbacks import SentikitCheckpoint, TrainingMeter, check_writable
 from sentikit.checkpoint import read_checkpoint_extras
 from sentikit.data import SentimentDataModule
 from sentikit.denormals import FlushDenormals
-from sentikit.errors import ConfigError
+from sentikit.errors import ConfigError, exception_chain
 from sentikit.language_model import LanguageModel
 from sentikit.model import SentimentClassifier
 from sentikit.safeguards import RandomState, StopOnNonFiniteLoss
@@ -150,16 +150,6 @@ def reuse_pretrained_tokenizer(config) -> None:
         )
 
 
-def config_error_behind(error: BaseException) -> ConfigError | None:
-    """The `ConfigError` that `error` was raised from, if any."""
-    seen = error
-    while seen is not None:
-        if isinstance(seen, ConfigError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def without_validation(callbacks: list[Callback]) -> list[Callback]:
     """A run with nothing to validate on (`data.validation_fraction 0`) has no score to stop early on or
     to pick a best checkpoint by: it trains for `max_epochs` and keeps `last.ckpt`."""
@@ -270,7 +260,7 @@ def main(args: list[str] | None = None) -> None:
     except ValueError as error:
         # jsonargparse builds callbacks such as `weight_averaging` itself and wraps a constructor's
         # refusal in "does not validate against any of the Union subtypes": say the refusal.
-        cause = config_error_behind(error)
+        cause = next((e for e in exception_chain(error) if isinstance(e, ConfigError)), None)
         if cause is None:
             raise
         print(f"sentikit: error: {cause}", file=sys.stderr)

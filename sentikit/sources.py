@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import datasets
 
-from sentikit.errors import ConfigError
+from sentikit.errors import ConfigError, exception_chain
 
 # File extension -> the `datasets` builder that reads it.
 BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
@@ -57,10 +57,7 @@ def load_local_splits(data_files: Mapping[str, str | list[str]]) -> datasets.Dat
 def read_error_message(error: BaseException, where: str, builder: str) -> str:
     """One line for a file `datasets` could not read. Its own message is often only "An error occurred
     while generating the dataset"; the reason (bad bytes, a parse error) is further down the chain."""
-    chain = []
-    while error is not None and len(chain) < 10:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
+    chain = exception_chain(error)
     for cause in chain:
         if isinstance(cause, UnicodeDecodeError):
             return f"{where} is not UTF-8 text ({cause.reason}, byte 0x{cause.object[cause.start]:02x}): save it as UTF-8"
