@@ -4,19 +4,20 @@ unpacked route that CPU training takes, and inference, in tokens/s on one batch 
 
 `RecurrentEncoder` in training mode on the CPU runs each direction of each layer on its own over right-padded
 input (`unpacked_outputs`); in eval mode it packs the batch. Both compute the same function (tests check
-outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves: 64
-reviews whose lengths differ by a few tokens. The encoder is bidirectional with 128-dim inputs and 256
+outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves:
+reviews (64 unless `--batch_size` says otherwise) whose lengths differ by a few tokens. The encoder is bidirectional with 128-dim inputs and 256
 units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise; the routes alternate
 `--repeats` times and medians are printed, so a busy machine slows all alike. Denormals are flushed, as
 `sentikit fit` does (`sentikit.denormals`): an untrained recurrence read through its final state sends
 denormal gradients to the early steps, and without the flush they, not the route, would set the pace.
 `--num_layers 2 3` times deeper stacks side by side (dropout between layers left out: it costs little),
 as the question of a third layer in configs/imdb-gru.yaml asks; epochs timed in different sessions on a
-shared machine cannot settle such a ratio.
+shared machine cannot settle such a ratio. `--batch_size 32 64` does the same for the batch size.
 
     python benchmarks/recurrence_speed.py                 # 50 and 200 steps (about 3 minutes here)
     python benchmarks/recurrence_speed.py --steps 400     # the packed backward pass grows slower still
     python benchmarks/recurrence_speed.py --cells gru --num_layers 2 3 --steps 200
+    python benchmarks/recurrence_speed.py --cells gru --num_layers 2 --batch_size 32 64 --steps 250
     python benchmarks/recurrence_speed.py --quick         # small sizes, for CI: figures meaningless
 """
 
@@ -66,6 +67,7 @@ def main() -> None:
     cells = list(typing.get_args(Cell))
     parser.add_argument("--cells", nargs="+", choices=cells, default=cells)
     parser.add_argument("--num_layers", type=int, nargs="+", default=[1], help="stack depths to compare")
+    parser.add_argument("--batch_size", type=int, nargs="+", default=[64], help="batch sizes to compare")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -74,14 +76,15 @@ def main() -> None:
 
 
 def time_the_routes(args: argparse.Namespace) -> None:
-    batch, inputs, hidden = (8, 16, 16) if args.quick else (64, 128, 256)
+    inputs, hidden = (16, 16) if args.quick else (128, 256)
+    batches = [8] if args.quick else args.batch_size
     steps_list, repeats = ([20] if args.quick else args.steps), (1 if args.quick else args.repeats)
-    print(f"\nRecurrence speed: batches of {batch}, {inputs}-dim inputs, bidirectional, {hidden} units, "
+    print(f"\nRecurrence speed: {inputs}-dim inputs, bidirectional, {hidden} units, "
           f"{torch.get_num_threads()} threads; tokens/s, medians of {repeats}\n")
-    print("| cell | layers | steps | train, packed | train, unpacked route | speed-up | inference, packed |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| cell | layers | batch | steps | train, packed | train, unpacked route | speed-up | inference, packed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     torch.manual_seed(0)
-    for steps in steps_list:
+    for steps, batch in itertools.product(steps_list, batches):
         lengths = torch.linspace(steps * 0.97, steps, batch).round().long()  # a bucketed batch
         tokens = int(lengths.sum())
         x = torch.randn(batch, steps, inputs)
@@ -97,7 +100,7 @@ def time_the_routes(args: argparse.Namespace) -> None:
                     times[name].append(timed(step, encoder, x, lengths))
             speed = {name: tokens / statistics.median(t) for name, t in times.items()}
             print(
-                f"| {cell} | {layers} | {steps} | {speed['packed']:,.0f} | {speed['unpacked']:,.0f} | "
+                f"| {cell} | {layers} | {batch} | {steps} | {speed['packed']:,.0f} | {speed['unpacked']:,.0f} | "
                 f"{speed['unpacked'] / speed['packed']:.1f}x | {speed['inference']:,.0f} |",
                 flush=True,
             )
