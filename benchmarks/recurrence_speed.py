@@ -4,15 +4,16 @@ unpacked route that CPU training takes, and inference, in tokens/s on one batch 
 
 `RecurrentEncoder` in training mode on the CPU runs each direction of each layer on its own over right-padded
 input (`unpacked_outputs`); in eval mode it packs the batch. Both compute the same function (tests check
-outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves:
-reviews (64 unless `--batch_size` says otherwise) whose lengths differ by a few tokens. The encoder is bidirectional with 128-dim inputs and 256
-units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise; the routes alternate
-`--repeats` times and medians are printed, so a busy machine slows all alike. Denormals are flushed, as
-`sentikit fit` does (`sentikit.denormals`): an untrained recurrence read through its final state sends
-denormal gradients to the early steps, and without the flush they, not the route, would set the pace.
-`--num_layers 2 3` times deeper stacks side by side (dropout between layers left out: it costs little),
-as the question of a third layer in configs/imdb-gru.yaml asks; epochs timed in different sessions on a
-shared machine cannot settle such a ratio. `--batch_size 32 64` does the same for the batch size.
+outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves: reviews
+(64 unless `--batch_size` says otherwise) whose lengths differ by a few tokens. The encoder is bidirectional
+with 128-dim inputs and 256 units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise;
+the routes alternate `--repeats` times and medians are printed, so a busy machine slows all alike. Denormals
+are flushed, as `sentikit fit` does (`sentikit.denormals`): an untrained recurrence read through its final
+state sends denormal gradients to the early steps, and without the flush they, not the route, would set the
+pace. `--num_layers 2 3` times deeper stacks side by side (dropout between layers left out: it costs little),
+as the question of a third layer in configs/imdb-gru.yaml asks; epochs timed in different sessions on a shared
+machine cannot settle such a ratio. `--batch_size 32 64` times batch sizes in one run, one after the other
+(the routes alternate within each size, the sizes do not).
 
     python benchmarks/recurrence_speed.py                 # 50 and 200 steps (about 3 minutes here)
     python benchmarks/recurrence_speed.py --steps 400     # the packed backward pass grows slower still
