@@ -6,14 +6,14 @@ unpacked route that CPU training takes, and inference, in tokens/s on one batch 
 input (`unpacked_outputs`); in eval mode it packs the batch. Both compute the same function (tests check
 outputs and gradients), so this script only asks which is faster. The batch is what bucketing serves: reviews
 (64 unless `--batch_size` says otherwise) whose lengths differ by a few tokens. The encoder is bidirectional
-with 128-dim inputs and 256 units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise;
-the routes alternate `--repeats` times and medians are printed, so a busy machine slows all alike. Denormals
-are flushed, as `sentikit fit` does (`sentikit.denormals`): an untrained recurrence read through its final
-state sends denormal gradients to the early steps, and without the flush they, not the route, would set the
-pace. `--num_layers 2 3` times deeper stacks side by side (dropout between layers left out: it costs little),
-as the question of a third layer in configs/imdb-gru.yaml asks; epochs timed in different sessions on a shared
-machine cannot settle such a ratio. `--batch_size 32 64` times batch sizes in one run, one after the other
-(the routes alternate within each size, the sizes do not).
+with 128-dim inputs and 256 units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise.
+Every setting and route takes its turn in each of `--repeats` rounds and medians are printed, so a busy
+machine slows all alike. Denormals are flushed, as `sentikit fit` does (`sentikit.denormals`): an untrained
+recurrence read through its final state sends denormal gradients to the early steps, and without the flush
+they, not the route, would set the pace. `--num_layers 2 3` times deeper stacks side by side (dropout between
+layers left out: it costs little), as the question of a third layer in configs/imdb-gru.yaml asks; epochs
+timed in different sessions on a shared machine cannot settle such a ratio. `--batch_size 32 64` times batch
+sizes side by side in the same way.
 
     python benchmarks/recurrence_speed.py                 # 50 and 200 steps (about 3 minutes here)
     python benchmarks/recurrence_speed.py --steps 400     # the packed backward pass grows slower still
@@ -85,21 +85,29 @@ def time_the_routes(args: argparse.Namespace) -> None:
     print("| cell | layers | batch | steps | train, packed | train, unpacked route | speed-up | inference, packed |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     torch.manual_seed(0)
-    for steps, batch in itertools.product(steps_list, batches):
-        lengths = torch.linspace(steps * 0.97, steps, batch).round().long()  # a bucketed batch
-        tokens = int(lengths.sum())
-        x = torch.randn(batch, steps, inputs)
-        for cell, layers in itertools.product(args.cells, args.num_layers):
-            encoder = RecurrentEncoder(
+    routes = {"packed": packed_step, "unpacked": unpacked_step, "inference": inference}
+    for steps in steps_list:
+        # One encoder per cell and depth, read at every batch size: the sizes differ in shape, not weights.
+        encoders = {
+            (cell, layers): RecurrentEncoder(
                 inputs, cell, hidden_size=hidden, num_layers=layers, bidirectional=True, pooling="last"
             ).train()
-            routes = {"packed": packed_step, "unpacked": unpacked_step, "inference": inference}
-            times = {name: [] for name in routes}
-            timed(unpacked_step, encoder, x, lengths)  # warm-up
-            for _ in range(repeats):
-                for name, step in routes.items():
-                    times[name].append(timed(step, encoder, x, lengths))
-            speed = {name: tokens / statistics.median(t) for name, t in times.items()}
+            for cell, layers in itertools.product(args.cells, args.num_layers)
+        }
+        batches_of = {}
+        for batch in batches:
+            lengths = torch.linspace(steps * 0.97, steps, batch).round().long()  # a bucketed batch
+            batches_of[batch] = (torch.randn(batch, steps, inputs), lengths)
+        settings = list(itertools.product(encoders, batches))
+        times = {(key, batch, name): [] for key, batch in settings for name in routes}
+        for key, batch in settings:
+            timed(unpacked_step, encoders[key], *batches_of[batch])  # warm-up
+        for _ in range(repeats):  # each round times every setting and route once, in turn
+            for (key, batch), (name, step) in itertools.product(settings, routes.items()):
+                times[key, batch, name].append(timed(step, encoders[key], *batches_of[batch]))
+        for (cell, layers), batch in settings:
+            tokens = int(batches_of[batch][1].sum())
+            speed = {name: tokens / statistics.median(times[(cell, layers), batch, name]) for name in routes}
             print(
                 f"| {cell} | {layers} | {batch} | {steps} | {speed['packed']:,.0f} | {speed['unpacked']:,.0f} | "
                 f"{speed['unpacked'] / speed['packed']:.1f}x | {speed['inference']:,.0f} |",
