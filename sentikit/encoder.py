@@ -35,6 +35,10 @@ class RecurrentEncoder(nn.Module):
         bidirectional: also read each review right to left; the two final states are concatenated.
         dropout: dropout between stacked layers (needs `num_layers > 1`).
         input_dropout: dropout on the input vectors (embedding dropout).
+        recurrent_dropout: DropConnect on the hidden-to-hidden weights (`weight_hh`, the "weight drop" of
+            Merity et al. 2018): each training batch cuts this share of the recurrent connections, the
+            same ones at every time step, so the memory itself is regularised without a per-step mask
+            that would break the fused kernels. Training with it takes the unpacked route on every device.
         pooling: `last` (final hidden state of the top layer), `mean` or `max` over its outputs, or
             `max_mean`, the two side by side (twice the size): the max keeps the strongest evidence for
             each unit wherever it occurs, the mean how much of the review carries it.
@@ -49,13 +53,14 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.0,
         input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         pooling: Pooling = "last",
     ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
-        for name, value in (("dropout", dropout), ("input_dropout", input_dropout)):
+        for name, value in (("dropout", dropout), ("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {value}")
         if pooling not in get_args(Pooling):
@@ -79,6 +84,7 @@ class RecurrentEncoder(nn.Module):
             raise ConfigError(f"unknown cell {cell!r}; choose one of 'rnn', 'lstm', 'gru'")
         self.cell, self.pooling = cell, pooling
         self.input_dropout = nn.Dropout(input_dropout)
+        self.recurrent_dropout: float = recurrent_dropout
         self.num_directions = 2 if bidirectional else 1
 
     @property
@@ -94,11 +100,12 @@ class RecurrentEncoder(nn.Module):
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`inputs` (batch, time, input_size), right-padded; `lengths` (batch,) -> (batch, output_size)."""
         inputs = self.input_dropout(inputs)
-        if self.training and inputs.device.type == "cpu":
+        if self.training and (inputs.device.type == "cpu" or self.recurrent_dropout > 0):
             # On the CPU the fused modules' backward pass over packed sequences is slow: a training step
             # of 200 steps took 17x as long for a BiLSTM and 12x for a BiGRU (torch 2.13,
             # benchmarks/recurrence_speed.py) as over plain tensors.
-            # Training there takes the exact unpacked route; inference keeps the packed one.
+            # Training there takes the exact unpacked route; inference keeps the packed one. So does
+            # training with recurrent dropout anywhere: the route hands each direction its weights.
             return self.pool(self.unpacked_outputs(inputs, lengths), lengths)
         packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, state = self.rnn(packed)
@@ -162,6 +169,8 @@ class RecurrentEncoder(nn.Module):
         own = weights[first : first + per]
         if x.shape[-1] != own[0].shape[1]:
             own = [own[0][:, first_column : first_column + x.shape[-1]].contiguous()] + own[1:]
+        if self.training and self.recurrent_dropout > 0:  # one mask for the whole batch and every step
+            own = [own[0], F.dropout(own[1], self.recurrent_dropout, True)] + own[2:]
         h0 = x.new_zeros(1, x.shape[0], self.rnn.hidden_size)
         if self.cell == "lstm":
             return torch.lstm(x, [h0, h0], own, True, 1, 0.0, self.training, False, True)[0]

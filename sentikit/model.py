@@ -40,6 +40,8 @@ class SentimentClassifier(pl.LightningModule):
         bidirectional: read each review in both directions.
         dropout: dropout between recurrent layers and before the head.
         embedding_dropout: dropout on the word vectors.
+        recurrent_dropout: share of the recurrent (hidden-to-hidden) connections cut in each training
+            batch, the same ones at every step (`RecurrentEncoder`); 0 keeps them all.
         word_dropout: share of the words replaced by `[UNK]` during training, so that the model
             learns to judge a review around words it has never seen (validation text is full of them).
         pooling: `last` (the final state, which the gates issue explains exactly), `mean`, `max`, or
@@ -72,6 +74,7 @@ class SentimentClassifier(pl.LightningModule):
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
         word_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         pooling: Pooling = "last",
         learning_rate: float = 2e-3,
         weight_decay: float = 0.01,
@@ -104,6 +107,7 @@ class SentimentClassifier(pl.LightningModule):
             bidirectional=bidirectional,
             dropout=dropout,
             input_dropout=embedding_dropout,
+            recurrent_dropout=recurrent_dropout,
             pooling=pooling,
         )
         self.dropout = nn.Dropout(dropout)
