@@ -2,9 +2,9 @@
 """What flushing denormals to zero (`sentikit.denormals`) buys a CPU training step, side by side.
 
 Each run trains a fresh model (same seed, same weights) on the first `--batches` IMDB training batches
-as `configs/imdb-gru.yaml` serves them (reviews cut at 800 tokens), in buckets of `--batch_size` (64, the
-README's figures; the config now batches 32): forward, backward,
-clipping and an AdamW step, the first two batches untimed. Runs with and without the flush alternate
+as `configs/imdb-gru.yaml` serves them (reviews cut at 800 tokens) in buckets of `--batch_size` (64, the
+README's figures; the config now batches 32): forward, backward, clipping and an AdamW step, the first
+two batches untimed. Runs with and without the flush alternate
 `--repeats` times and medians are printed, so a busy machine slows both alike. The model is that
 config's (two-layer BiGRU, 256 units) with the cell and the pooling varied:
 
