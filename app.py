@@ -1,9 +1,9 @@
 """The sentikit demo: `python app.py` serves the shipped SST-2 bundles on http://127.0.0.1:7860.
 
-`python app.py --help` lists the options; the page itself is built by `sentikit.app` and `sentikit.page`.
+`python app.py --help` lists the options; the page itself is built by `sentikit.app.layout` and `sentikit.app.page`.
 """
 
-from sentikit.app import main
+from sentikit.app.layout import main
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,7 @@ Checked (the exit code is 1 if one fails; speed is printed, never judged):
 
 The warm-up first sends the heaviest requests (reviews just under the length limit to every model,
 1,000,000-character refusals), then `--warm-up` requests of the load's mix (default: twice the sessions
-the app keeps, `sentikit.app.SESSIONS_KEPT`). So, before memory is first read, the malloc arenas have
+the app keeps, `sentikit.app.layout.SESSIONS_KEPT`). So, before memory is first read, the malloc arenas have
 held the largest buffers a request needs and Gradio's session store is full; what the load adds after
 that is what the server keeps per request. Memory is read as the lowest of several readings over a
 few seconds of idle (`settled_rss_mb`). Why 75 MB, measured on a 2-core machine: the app as it is grew
@@ -65,8 +65,8 @@ from typing import Any, Iterator
 import httpx
 import pyarrow.parquet as pq
 
-from sentikit.app import DEFAULT_BUNDLES, MAX_BODY_BYTES, MAX_REVIEW_CHARS, SESSIONS_KEPT
-from sentikit.page import explain_one, find_model, load_models
+from sentikit.app.layout import DEFAULT_BUNDLES, MAX_BODY_BYTES, MAX_REVIEW_CHARS, SESSIONS_KEPT
+from sentikit.app.page import explain_one, find_model, load_models
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_S = 120  # loading three bundles and warming TorchScript up takes ~10 s here; a cold disk more

@@ -26,8 +26,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.app import DEFAULT_BUNDLES, EXAMPLES
-from sentikit.page import explain_review, load_models, model_view, survival_frame
+from sentikit.app.layout import DEFAULT_BUNDLES, EXAMPLES
+from sentikit.app.page import explain_review, load_models, model_view, survival_frame
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MS = 200.0

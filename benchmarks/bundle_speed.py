@@ -23,8 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.bundle import Bundle, load_bundle
-from sentikit.portable import PortableClassifier
+from sentikit.bundle.bundle import Bundle, load_bundle
+from sentikit.gates.portable import PortableClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB_TEST = REPO.parent / "shared" / "datasets" / "imdb" / "test.parquet"

@@ -42,7 +42,7 @@ QUICK_REVIEWS = 2_000
 def first_batch(files: dict[str, str], tokenizer_file: str | None) -> dict[str, float]:
     """Seconds from nothing to the first training batch, in this process (run as a child)."""
     started = time.perf_counter()
-    from sentikit.data import SentimentDataModule
+    from sentikit.data.datamodule import SentimentDataModule
 
     imported = time.perf_counter()
     dm = SentimentDataModule(data_files=files, tokenizer_file=tokenizer_file, **OPTIONS)
@@ -65,7 +65,7 @@ def tokenization(files: dict[str, str], tokenizer) -> list[tuple[str, int, float
     """Tokens/s of the fast tokenizer alone and of `Dataset.map(batched=True)` running it into Arrow."""
     import datasets
 
-    from sentikit.data import _encode_texts
+    from sentikit.data.datamodule import _encode_texts
 
     splits = [datasets.load_dataset("parquet", data_files=path, split="train") for path in files.values()]
     texts = [text for split in splits for text in split["text"]]
@@ -123,8 +123,8 @@ def main() -> None:
         cache = str(tmp / "hf-cache")
         cold = in_child(files, cache)
         cached = in_child(files, cache)
-        from sentikit.data import SentimentDataModule
-        from sentikit.tokenizer import save_tokenizer
+        from sentikit.data.datamodule import SentimentDataModule
+        from sentikit.data.tokenizer import save_tokenizer
 
         os.environ["HF_DATASETS_CACHE"] = cache
         import datasets

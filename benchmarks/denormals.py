@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What flushing denormals to zero (`sentikit.denormals`) buys a CPU training step, side by side.
+"""What flushing denormals to zero (`sentikit.training.denormals`) buys a CPU training step, side by side.
 
 Each run trains a fresh model (same seed, same weights) on the first `--batches` IMDB training batches
 as `configs/imdb-gru.yaml` serves them (reviews cut at 800 tokens) in buckets of `--batch_size` (64, the
@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from sentikit.data import SentimentDataModule
-from sentikit.denormals import flush_denormals
-from sentikit.encoder import Cell
-from sentikit.model import SentimentClassifier
+from sentikit.data.datamodule import SentimentDataModule
+from sentikit.training.denormals import flush_denormals
+from sentikit.nn.encoder import Cell
+from sentikit.nn.classifier import SentimentClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB_TRAIN = REPO.parent / "shared/datasets/imdb/train.parquet"  # the shared data beside the checkout

@@ -30,11 +30,11 @@ from collections.abc import Callable
 
 import torch
 
-from sentikit.explain import Explainer, encode_text
-from sentikit.gates import replay
-from sentikit.model import SentimentClassifier
-from sentikit.portable import PortableClassifier
-from sentikit.tokenizer import train_tokenizer
+from sentikit.explain.explainer import Explainer, encode_text
+from sentikit.gates.replay import replay
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.gates.portable import PortableClassifier
+from sentikit.data.tokenizer import train_tokenizer
 
 VOCABULARY, EMBEDDING, HIDDEN = 20_000, 128, 256
 TARGET_MS = 30.0  # BiLSTM, gates, no memory estimate

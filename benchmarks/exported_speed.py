@@ -27,9 +27,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.bundle import load_bundle
-from sentikit.exported import PaddedProgram, export_program
-from sentikit.tokenizer import PAD_ID
+from sentikit.bundle.bundle import load_bundle
+from sentikit.bundle.exported import PaddedProgram, export_program
+from sentikit.data.tokenizer import PAD_ID
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB_TEST = REPO.parent / "shared" / "datasets" / "imdb" / "test.parquet"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Faithfulness of the word scores: deletion AOPC and cost per review, per model.
 
-Runs `sentikit.faithfulness.evaluate_faithfulness` (see its docstring for the definitions) on the
+Runs `sentikit.explain.faithfulness.evaluate_faithfulness` (see its docstring for the definitions) on the
 first `--limit` reviews of a split and prints one Markdown table per model: the gates split
 (`contributions`), occlusion, gradient x input, Integrated Gradients (Captum, 50 steps) and a random
 ordering. Target (README): contribution AOPC >= 90% of IG's and >= 3x random's, at >= 20x lower cost.
@@ -27,10 +27,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.explain import Explainer
-from sentikit.faithfulness import evaluate_faithfulness
-from sentikit.model import SentimentClassifier
-from sentikit.tokenizer import train_tokenizer
+from sentikit.explain.explainer import Explainer
+from sentikit.explain.faithfulness import evaluate_faithfulness
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.data.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO / "data" / "sst2"

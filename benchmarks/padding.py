@@ -29,8 +29,8 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 
-from sentikit.data import SentimentDataModule
-from sentikit.sampler import BucketBatchSampler
+from sentikit.data.datamodule import SentimentDataModule
+from sentikit.data.sampler import BucketBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB_TRAIN = REPO.parent / "shared/datasets/imdb/train.parquet"  # the shared data beside the checkout

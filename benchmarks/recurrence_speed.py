@@ -8,7 +8,7 @@ outputs and gradients), so this script only asks which is faster. The batch is w
 (64 unless `--batch_size` says otherwise) whose lengths differ by a few tokens. The encoder is bidirectional
 with 128-dim inputs and 256 units (configs/imdb-lstm.yaml), one layer unless `--num_layers` says otherwise.
 Every setting and route takes its turn in each of `--repeats` rounds and medians are printed, so a busy
-machine slows all alike. Denormals are flushed, as `sentikit fit` does (`sentikit.denormals`): an untrained
+machine slows all alike. Denormals are flushed, as `sentikit fit` does (`sentikit.training.denormals`): an untrained
 recurrence read through its final state sends denormal gradients to the early steps, and without the flush
 they, not the route, would set the pace. `--num_layers 2 3` times deeper stacks side by side (dropout between
 layers left out: it costs little), as the question of a third layer in configs/imdb-gru.yaml asks; epochs
@@ -32,8 +32,8 @@ import typing
 
 import torch
 
-from sentikit.denormals import flush_denormals
-from sentikit.encoder import Cell, RecurrentEncoder
+from sentikit.training.denormals import flush_denormals
+from sentikit.nn.encoder import Cell, RecurrentEncoder
 
 
 def packed_step(encoder: RecurrentEncoder, x: torch.Tensor, lengths: torch.Tensor) -> None:

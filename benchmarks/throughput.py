@@ -34,11 +34,11 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from sentikit.cli import every_run_callbacks
-from sentikit.data import SentimentDataModule
-from sentikit.denormals import flush_denormals
-from sentikit.model import SentimentClassifier
-from sentikit.optim import learning_rate_multiplier
+from sentikit.training.lightning_cli import every_run_callbacks
+from sentikit.data.datamodule import SentimentDataModule
+from sentikit.training.denormals import flush_denormals
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.nn.optim import learning_rate_multiplier
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentikit.app import (
+from sentikit.app.layout import (
     DEFAULT_BUNDLES, EXAMPLES, MAX_BODY_BYTES, MAX_REVIEW_CHARS, build_app, build_parser, check_model_name, check_review,
 )
 from sentikit.errors import ConfigError
-from sentikit.page import explain_one, load_models
+from sentikit.app.page import explain_one, load_models
 
 REPO = Path(__file__).resolve().parents[1]
 

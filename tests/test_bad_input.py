@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import REPO, SST2, write_table
-from sentikit.bundle import FORMAT_VERSION
+from sentikit.bundle.bundle import FORMAT_VERSION
 from sentikit.cli import main
 
 GRU_BUNDLE = REPO / "data" / "bundles" / "sst2-gru"
@@ -170,10 +170,6 @@ CASES = {
     "zero layers": (lambda tmp: fit_with(tmp, "--model.num_layers", "0"), "num_layers must be at least 1, got 0"),
     "max length 0": (lambda tmp: fit_with(tmp, "--data.max_length", "0"), "max_length must be at least 1, got 0"),
     "dropout of 1 or more": (lambda tmp: fit_with(tmp, "--model.dropout", "1.5"), "dropout must lie in [0, 1), got 1.5"),
-    "averaging more than all the steps": (
-        lambda tmp: fit_with(tmp, "--weight_averaging", "sentikit.averaging.TailAveraging", "--weight_averaging.fraction", "2"),
-        "weight_averaging fraction must be in (0, 1], the share of steps to average; got 2.0",
-    ),
     "fewer than two classes": (lambda tmp: fit_with(tmp, "--data.label_names", "[negative]"), "a classifier needs at least 2 classes, got ['negative']"),
     "the text column given as the labels": (
         lambda tmp: fit_with(tmp, "--data.label_column", "text"),

@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from sentikit.bundle import FORMAT_VERSION, export_bundle, load_bundle
-from sentikit.checkpoint import DATA_STATE_KEY, load_classifier
+from sentikit.bundle.bundle import FORMAT_VERSION, export_bundle, load_bundle
+from sentikit.checkpoint import DATA_STATE_KEY
+from sentikit.nn.classifier import load_classifier
 from sentikit.errors import ConfigError
-from sentikit.explain import Explainer
-from sentikit.model import SentimentClassifier
-from sentikit.tokenizer import train_tokenizer
+from sentikit.explain.explainer import Explainer
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.data.tokenizer import train_tokenizer
 
 from conftest import SST2
 
@@ -35,14 +36,12 @@ def tokenizer():
 
 def write_checkpoint(
     path: Path, tokenizer, cell: str = "gru", bidirectional: bool = True, num_layers: int = 1, seed: int = 0, pooling: str = "last",
-    bigram_buckets: int = 0,
 ) -> Path:
     """A checkpoint as `sentikit fit` writes it (the parts a bundle reads), for a randomly initialised model."""
     torch.manual_seed(seed)
     hyper = dict(
         vocab_size=tokenizer.get_vocab_size(), label_names=["negative", "positive"], cell=cell, embedding_dim=12,
         hidden_size=10, num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
-        **({"bigram_buckets": bigram_buckets} if bigram_buckets else {}),  # absent, as in checkpoints before it
     )
     model = SentimentClassifier(**hyper)
     with torch.no_grad():  # random biases too, so that nothing is zero by luck
@@ -153,26 +152,6 @@ def test_an_exported_program_gives_the_checkpoint_s_logits_in_a_process_without_
         torch.testing.assert_close(torch.tensor(results[name]), logits, rtol=0, atol=1e-5, msg=name)
 
 
-def test_a_bundle_with_word_pair_vectors_reads_the_pairs_in_both_formats_without_sentikit(tmp_path, tokenizer):
-    ckpt = write_checkpoint(tmp_path / "pairs.ckpt", tokenizer, "lstm", num_layers=2, bigram_buckets=211)
-    scripted, exported = export_bundle(ckpt, tmp_path / "scripted"), export_bundle(ckpt, tmp_path / "exported", model_format="exported")
-    assert load_bundle(scripted).meta["bigram_buckets"] == 211
-    loaded = load_classifier(ckpt)
-    token_ids, lengths, _ = load_bundle(scripted).encode(TEXTS)
-    with torch.no_grad():
-        logits = loaded.model(token_ids, lengths)
-        without_pairs = SentimentClassifier(**{**loaded.model.hparams, "bigram_buckets": 0})
-        without_pairs.load_state_dict(loaded.model.state_dict(), strict=False)
-        assert not torch.allclose(without_pairs(token_ids, lengths), logits, atol=1e-3)  # the pairs count
-    contributions = Explainer(loaded.model, loaded.tokenizer, loaded.max_length).token_contributions(token_ids, lengths)
-    torch_results = without_sentikit(PLAIN_TORCH, {"pairs": str(scripted)}, tmp_path)["pairs"]
-    torch.testing.assert_close(torch.tensor(torch_results["logits"]), logits, rtol=0, atol=1e-5)
-    torch.testing.assert_close(torch.tensor(torch_results["contributions"]), contributions, rtol=0, atol=1e-4)
-    exported_logits = without_sentikit(PLAIN_EXPORTED, {"pairs": str(exported)}, tmp_path)["pairs"]
-    torch.testing.assert_close(torch.tensor(exported_logits), logits, rtol=0, atol=1e-5)
-    torch.testing.assert_close(load_bundle(scripted).eager_classifier()(token_ids, lengths), logits, rtol=0, atol=1e-5)
-
-
 def test_an_exported_bundle_predicts_like_the_torchscript_one_and_says_it_cannot_explain(tmp_path, tokenizer):
     ckpt = write_checkpoint(tmp_path / "m.ckpt", tokenizer, "lstm")
     scripted = load_bundle(export_bundle(ckpt, tmp_path / "scripted"))
@@ -265,7 +244,7 @@ def test_export_never_replaces_a_bundle_without_force(tmp_path, tokenizer):
 
 from conftest import write_table  # noqa: E402
 
-from sentikit.predict_file import predict_file  # noqa: E402
+from sentikit.bundle.predict_file import predict_file  # noqa: E402
 
 
 @pytest.mark.slow

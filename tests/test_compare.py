@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from sentikit.checkpoint import load_classifier
-from sentikit.model import SentimentClassifier
-from sentikit.tokenizer import load_tokenizer, right_pad
+from sentikit.nn.classifier import load_classifier
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.data.tokenizer import load_tokenizer, right_pad
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,7 @@ def test_terminating_compare_stops_the_training_it_started(tmp_path):
     training = "import os, time; print(os.getpid(), flush=True); time.sleep(120)"
     parent = (
         "import sys\n"
-        "from sentikit.compare import run_child\n"
+        "from sentikit.compare.fits import run_child\n"
         f"print('child exited with', run_child([sys.executable, '-c', {training!r}], env={{}}), flush=True)\n"
     )
     compare = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)

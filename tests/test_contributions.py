@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from sentikit.contributions import token_contributions
-from sentikit.gates import replay_reading
+from sentikit.gates.contributions import token_contributions
+from sentikit.gates.replay import replay_reading
 
 MODULES = {"lstm": nn.LSTM, "gru": nn.GRU}
 LENGTHS = torch.tensor([7, 3, 1, 5])

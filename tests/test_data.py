@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import write_table
-from sentikit.data import SentimentDataModule, TokenizedReviews, collate
+from sentikit.data.datamodule import SentimentDataModule, TokenizedReviews, collate
 from sentikit.errors import ConfigError
-from sentikit.tokenizer import PAD_ID, UNK_ID, save_tokenizer
+from sentikit.data.tokenizer import PAD_ID, UNK_ID, save_tokenizer
 
 ROWS = [
     {"review": "an amazing cereal , definitely buying again", "stars": "pos"},
@@ -101,32 +101,6 @@ def test_eval_max_length_defaults_to_max_length_and_its_own_cache(small_sst2):
     assert longer.splits["test"].lengths.max() == 9 and short.splits["test"].lengths.max() == 5
 
 
-def test_chunking_cuts_a_review_into_near_equal_consecutive_pieces_with_its_label():
-    lengths = [210, 100, 101, 1]
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    reviews = TokenizedReviews(np.arange(offsets[-1]), offsets, np.array([0, 1, 0, 1]))
-    chunks = reviews.chunked(100)
-    assert chunks.lengths.tolist() == [70, 70, 70, 100, 50, 51, 1]  # no 10-token tail from the 210
-    assert chunks.labels.tolist() == [0, 0, 0, 1, 0, 0, 1]
-    # Read back in order, the chunks are the reviews' tokens, every one of them, once.
-    assert np.concatenate([chunks[i]["input_ids"] for i in range(len(chunks))]).tolist() == list(range(offsets[-1]))
-
-
-def test_train_chunk_length_cuts_training_reviews_and_keeps_the_scored_ones_whole(small_sst2, caplog):
-    caplog.set_level("INFO", logger="sentikit")
-    whole = SentimentDataModule(data_files=small_sst2, max_length=64)
-    cut = SentimentDataModule(data_files=small_sst2, max_length=64, train_chunk_length=8)
-    train = whole.splits["train"]
-    assert len(cut.splits["train"]) == int((-(-train.lengths // 8)).sum()) > len(train)
-    assert cut.splits["train"].lengths.max() == 8 and cut.splits["train"].lengths.sum() == train.lengths.sum()
-    assert cut.splits["train"].labels.mean() == pytest.approx(
-        np.repeat(train.labels, -(-train.lengths // 8)).mean()
-    )
-    for name in ("validation", "test"):
-        assert cut.splits[name].lengths.tolist() == whole.splits[name].lengths.tolist()
-    assert any(f"train: 2000 reviews cut into {len(cut.splits['train'])} chunks of at most 8 tokens" in m for m in caplog.messages)
-
-
 def test_batches_are_padded_with_pad_and_carry_lengths(small_sst2):
     data = SentimentDataModule(data_files=small_sst2, batch_size=16)
     batch = next(iter(data.train_dataloader()))
@@ -175,7 +149,6 @@ def test_both_or_neither_source_is_refused():
     [
         (dict(max_length=0), "max_length"),
         (dict(eval_max_length=0), "eval_max_length must be at least 1, got 0"),
-        (dict(train_chunk_length=0), "train_chunk_length must be at least 1, got 0"),
         (dict(batch_size=0), "batch sizes"),
         (dict(validation_fraction=1.0), "validation_fraction"),
         (dict(validation_fraction=-0.1), "validation_fraction"),

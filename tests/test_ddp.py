@@ -13,7 +13,7 @@ from conftest import REPO
 @pytest.fixture(scope="module")
 def ddp_run(small_sst2, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    command = [sys.executable, str(Path(__file__).with_name("ddp_probe.py")), str(out), small_sst2["train"], small_sst2["validation"]]
+    command = [sys.executable, str(Path(__file__).with_name("helpers") / "ddp_probe.py"), str(out), small_sst2["train"], small_sst2["validation"]]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]

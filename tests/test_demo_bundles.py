@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from sentikit.bundle import evaluate_bundle, load_bundle
+from sentikit.bundle.bundle import evaluate_bundle, load_bundle
 
 from conftest import REPO, SST2
 

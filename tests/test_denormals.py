@@ -7,9 +7,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from sentikit.cli import every_run_callbacks
-from sentikit.denormals import denormals_flushed, flush_denormals
-from sentikit.model import SentimentClassifier
+from sentikit.training.lightning_cli import every_run_callbacks
+from sentikit.training.denormals import denormals_flushed, flush_denormals
+from sentikit.nn.classifier import SentimentClassifier
 
 pytestmark = pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
 

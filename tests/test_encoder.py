@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sentikit.encoder import RecurrentEncoder
+from sentikit.nn.encoder import RecurrentEncoder
 from sentikit.errors import ConfigError
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -50,29 +50,6 @@ def test_training_s_unpacked_route_computes_what_the_packed_module_does(cell, bi
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_recurrent_dropout_cuts_the_same_connections_at_every_step_of_a_batch(cell):
-    # A cut connection of `weight_hh` gets no gradient at all: were the mask drawn anew at each of the 30
-    # steps, every connection would be live at some step and its gradient nonzero.
-    torch.manual_seed(0)
-    encoder = RecurrentEncoder(8, cell, hidden_size=16, bidirectional=False, recurrent_dropout=0.5, pooling="mean").train()
-    encoder(torch.randn(4, 30, 8), torch.tensor([30, 30, 25, 12])).sum().backward()
-    cut = (encoder.rnn.weight_hh_l0.grad == 0).float().mean().item()
-    assert 0.4 < cut < 0.6
-    assert (encoder.rnn.weight_ih_l0.grad == 0).float().mean().item() == 0  # the inputs' weights are left whole
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_recurrent_dropout_changes_training_only(cell):
-    torch.manual_seed(0)
-    plain = RecurrentEncoder(8, cell, hidden_size=6, num_layers=2, pooling="max")
-    dropped = RecurrentEncoder(8, cell, hidden_size=6, num_layers=2, pooling="max", recurrent_dropout=0.3)
-    dropped.load_state_dict(plain.state_dict())
-    x, lengths = torch.randn(3, 9, 8), torch.tensor([9, 5, 7])
-    assert not torch.allclose(dropped.train()(x, lengths), plain.train()(x, lengths))
-    torch.testing.assert_close(dropped.eval()(x, lengths), plain.eval()(x, lengths), rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("cell", CELLS)
 def test_last_pooling_is_the_top_layer_final_state_of_both_directions(cell):
     torch.manual_seed(0)
     encoder = RecurrentEncoder(4, cell, hidden_size=3, num_layers=2, bidirectional=True).eval()
@@ -117,7 +94,6 @@ def test_lstm_forget_gates_start_open():
         (dict(hidden_size=0), "hidden_size must be at least 1, got 0"),
         (dict(num_layers=0), "num_layers"),
         (dict(dropout=1.0), "dropout"),
-        (dict(recurrent_dropout=-0.1), "recurrent_dropout must lie in \\[0, 1\\), got -0.1"),
         (dict(cell="lstmm"), "unknown cell 'lstmm'; choose one of 'rnn', 'lstm', 'gru'"),
         (dict(pooling="sum"), "unknown pooling"),
     ],

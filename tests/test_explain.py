@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sentikit.errors import ConfigError
-from sentikit.explain import Explainer, encode_text, memory_decay
-from sentikit.model import SentimentClassifier
-from sentikit.tokenizer import train_tokenizer
+from sentikit.explain.explainer import Explainer, encode_text, memory_decay
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.data.tokenizer import train_tokenizer
 
 CORPUS = [
     "this cereal is amazing and i am definitely buying it again",

@@ -11,8 +11,8 @@ import torch
 
 from conftest import REPO, write_table
 from sentikit.cli import main
-from sentikit.data import SentimentDataModule
-from sentikit.model import SentimentClassifier
+from sentikit.data.datamodule import SentimentDataModule
+from sentikit.nn.classifier import SentimentClassifier
 
 REVIEWS = ["a gem of a movie , warm and funny", "a dull , lifeless mess", "not the worst film this year"]
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sentikit.errors import ConfigError
-from sentikit.explain import Explainer
-from sentikit.faithfulness import (
+from sentikit.explain.explainer import Explainer
+from sentikit.explain.faithfulness import (
     METHODS,
     Review,
     class_probabilities,
@@ -21,8 +21,8 @@ from sentikit.faithfulness import (
     integrated_gradients_scores,
     occlusion_scores,
 )
-from sentikit.model import SentimentClassifier
-from sentikit.tokenizer import train_tokenizer
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.data.tokenizer import train_tokenizer
 
 CORPUS = [
     "this cereal is amazing and i am definitely buying it again",

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import REPO
-from sentikit.callbacks import SentikitCheckpoint
+from sentikit.training.callbacks import SentikitCheckpoint
 from sentikit.checkpoint import read_checkpoint
 from sentikit.cli import main
 
@@ -45,7 +45,7 @@ def fit(config: str, root: Path, *args: str, fault: str | None = None) -> subpro
     command = [sys.executable, "-m", "sentikit", "fit", "-c", "configs/sst2-lstm.yaml", "-c", config, "--trainer.default_root_dir", str(root)]
     if fault:
         command += ["--trainer.callbacks+=fault_probe.KillAt", *fault.split()]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(REPO / "tests"))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(REPO / "tests" / "helpers"))
     return subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -165,7 +165,7 @@ def test_an_output_folder_that_cannot_be_created_fails_before_anything_runs(caps
 def test_a_full_disk_fails_before_training_starts(capsys, small_config, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("sentikit.callbacks.shutil.disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr("sentikit.training.callbacks.shutil.disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
     error = run_fit(capsys, small_config, tmp_path)
     assert "has 1.0 MB free, but checkpoints of this model need about" in error
     assert not list(tmp_path.rglob("metrics.csv"))  # no epoch ran

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sentikit.gates import at_final_step, replay, retained_writes
+from sentikit.gates.replay import at_final_step, replay, retained_writes
 
 MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 LENGTHS = torch.tensor([7, 3, 1, 5])  # a batch of different lengths, the longest first or not

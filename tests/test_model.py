@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sentikit.errors import ConfigError
-from sentikit.model import SentimentClassifier
-from sentikit.optim import learning_rate_multiplier
+from sentikit.nn.classifier import SentimentClassifier
+from sentikit.nn.optim import learning_rate_multiplier
 
 
 def classifier(**kwargs) -> SentimentClassifier:
@@ -81,7 +81,7 @@ def test_bad_settings_are_refused(kwargs, message):
 
 
 def test_word_dropout_hides_words_behind_unk_in_training_and_never_touches_padding():
-    from sentikit.tokenizer import UNK_ID
+    from sentikit.data.tokenizer import UNK_ID
 
     model = classifier(word_dropout=0.5)
     seen = []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sentikit.app import DEFAULT_BUNDLES, EXAMPLES, build_parser
+from sentikit.app.layout import DEFAULT_BUNDLES, EXAMPLES, build_parser
 from sentikit.errors import ConfigError
-from sentikit.page import (
+from sentikit.app.page import (
     CLASS_COLOURS,
     MAX_UNREAD_CHARS,
     explain_one,

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, SST2, write_table
-from sentikit.bundle import load_bundle
+from sentikit.bundle.bundle import load_bundle
 from sentikit.errors import ConfigError
 from sentikit.atomic import write_json
-from sentikit.predict_file import iter_column_batches, predict_file, run_settings
+from sentikit.bundle.predict_file import iter_column_batches, predict_file, run_settings
 
 BUNDLES = REPO / "data" / "bundles"
 TEXTS = ["a gripping , funny and wise film", "dull", "it is not the worst , but it is close to it ."]
@@ -183,7 +183,7 @@ def test_a_half_written_last_line_is_dropped_and_its_batch_predicted_again(inter
     partial = partial_of(output)
     lines = reference.splitlines(keepends=True)
     partial.write_bytes(b"".join(lines[: 2 * BATCH + 3]) + lines[2 * BATCH + 3][:20])  # a kill in the third batch
-    caplog.set_level(logging.INFO, logger="sentikit.predict_file")
+    caplog.set_level(logging.INFO, logger="sentikit.bundle.predict_file")
     predict_file(lstm_bundle, source, output, batch_size=BATCH, progress=False, resume=True)
     assert output.read_bytes() == reference
     assert f"{2 * BATCH + 3} complete rows, {2 * BATCH} of them in whole batches of {BATCH}; predicting from row {2 * BATCH}" in caplog.text
@@ -256,7 +256,7 @@ def test_an_existing_partial_output_is_refused_without_resume_and_the_message_sa
 
 def test_resume_without_a_partial_output_starts_from_the_first_row(tmp_path, lstm_bundle, caplog):
     source = write_input(tmp_path / "sentences.jsonl", SENTENCES)
-    caplog.set_level(logging.INFO, logger="sentikit.predict_file")
+    caplog.set_level(logging.INFO, logger="sentikit.bundle.predict_file")
     rows = predict_file(lstm_bundle, source, tmp_path / "out.jsonl", batch_size=BATCH, progress=False, resume=True)
     assert rows == len(SENTENCES) == len((tmp_path / "out.jsonl").read_text().splitlines())
     assert "there is no" in caplog.text and "out.jsonl.partial to resume: starting from the first row" in caplog.text
@@ -267,7 +267,7 @@ def test_resume_of_a_finished_output_has_nothing_to_do(tmp_path, lstm_bundle, ca
     output = tmp_path / "out.jsonl"
     predict_file(lstm_bundle, source, output, batch_size=BATCH, progress=False)
     finished = output.read_bytes()
-    caplog.set_level(logging.INFO, logger="sentikit.predict_file")
+    caplog.set_level(logging.INFO, logger="sentikit.bundle.predict_file")
     seen: list[str] = []
     assert predict_file(counting(lstm_bundle, seen), source, output, batch_size=BATCH, progress=False, resume=True) == len(SENTENCES)
     assert output.read_bytes() == finished and seen == []

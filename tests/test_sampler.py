@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sentikit.errors import ConfigError
-from sentikit.sampler import BucketBatchSampler
+from sentikit.data.sampler import BucketBatchSampler
 
 LENGTHS = np.random.default_rng(0).integers(1, 400, size=1003)
 

@@ -1,7 +1,7 @@
 import pytest
 
 from sentikit.errors import ConfigError
-from sentikit.tokenizer import PAD_ID, UNK_ID, load_tokenizer, save_tokenizer, train_tokenizer
+from sentikit.data.tokenizer import PAD_ID, UNK_ID, load_tokenizer, save_tokenizer, train_tokenizer
 
 CORPUS = [
     "An amazing cereal , definitely buying again !",
@@ -86,7 +86,7 @@ def test_separate_processes_train_identical_tokenizers(kind):
 
     script = (
         "import hashlib, pyarrow.parquet as pq\n"
-        "from sentikit.tokenizer import train_tokenizer\n"
+        "from sentikit.data.tokenizer import train_tokenizer\n"
         "texts = pq.read_table('data/sst2/train.parquet').column('text').to_pylist()[:20000]\n"
         f"tok = train_tokenizer([texts], kind='{kind}', vocab_size=3000, min_frequency=2)\n"
         "print(hashlib.sha256(tok.to_str().encode()).hexdigest())\n"

@@ -1,0 +1,2 @@
+"""Bundles: a trained classifier as files that run without sentikit (TorchScript or torch.export),
+loaded only after their hashes check out, and `sentikit predict-file` over tables of any size."""

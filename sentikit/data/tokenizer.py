@@ -1,0 +1,144 @@
+"""Train, save and load the Hugging Face `tokenizers` tokenizer that turns reviews into token ids.
+
+The tokenizer is trained on the training split only and travels with the model: it is written as
+`tokenizer.json` beside the checkpoints and embedded in them, so validate/test/predict/explain never
+re-train a different vocabulary. Character offsets are kept (the normalizers below preserve alignment),
+which lets later stages map token scores back to the words the user typed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from sentikit.atomic import write_text
+from sentikit.errors import ConfigError
+
+TokenizerKind = Literal["word", "wordpiece", "bpe"]
+
+PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
+PAD_ID, UNK_ID = 0, 1  # the trainers add the special tokens first, in this order
+
+# IMDB reviews carry raw HTML line breaks (`<br />`, `<br/>`, `<BR>`).
+HTML_BREAK = Regex(r"(?i)<br\s*/?>")
+
+
+def right_pad(sequences) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(batch, time)` token ids right-padded with `PAD_ID` to the longest of `sequences` (lists, arrays or
+    tensors of ids), and their `(batch,)` lengths: the input every model of sentikit reads."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    token_ids = torch.full((len(sequences), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        token_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return token_ids, lengths
+
+
+def build_tokenizer(kind: TokenizerKind = "word", lowercase: bool = True, strip_html: bool = True) -> Tokenizer:
+    """An untrained tokenizer: normalizers -> whitespace/punctuation pre-tokenizer -> `kind` model.
+
+    `word` keeps whole words (one embedding per word, the classic RNN setup); `wordpiece` and `bpe`
+    split rare words into sub-words so that no word is unknown.
+    """
+    steps = [normalizers.NFKC()]
+    if strip_html:
+        steps.append(normalizers.Replace(HTML_BREAK, " "))
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    if kind == "word":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
+    elif kind == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
+        tokenizer.decoder = decoders.WordPiece()
+    elif kind == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
+    else:
+        raise ConfigError(f"unknown tokenizer kind {kind!r}; choose one of 'word', 'wordpiece', 'bpe'")
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    # Words and runs of punctuation ("!!!", ":)") become separate tokens.
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tokenizer
+
+
+def train_tokenizer(
+    texts: Iterable[list[str]],
+    kind: TokenizerKind = "word",
+    vocab_size: int = 20_000,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    strip_html: bool = True,
+    length: int | None = None,
+) -> Tokenizer:
+    """Train a tokenizer on batches of texts. `[PAD]` gets id 0 and `[UNK]` id 1."""
+    if vocab_size < 3:
+        raise ConfigError(f"vocab_size must be at least 3 (two special tokens and one word), got {vocab_size}")
+    if min_frequency < 1:
+        raise ConfigError(f"min_frequency must be at least 1, got {min_frequency}")
+    tokenizer = build_tokenizer(kind, lowercase=lowercase, strip_html=strip_html)
+    special = [PAD_TOKEN, UNK_TOKEN]
+    common = dict(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special, show_progress=False)
+    if kind == "word":
+        trainer = trainers.WordLevelTrainer(**common)
+    elif kind == "wordpiece":
+        trainer = trainers.WordPieceTrainer(**common)
+    else:
+        trainer = trainers.BpeTrainer(**common)
+    tokenizer.train_from_iterator(_flatten(texts), trainer=trainer, length=length)
+    if kind == "wordpiece":
+        # The WordPiece trainer numbers its alphabet in hash-map order, which differs between
+        # processes; DDP ranks must agree on every id, so renumber in a fixed order.
+        vocab = tokenizer.get_vocab()
+        ordered = special + sorted(token for token in vocab if token not in special)
+        tokenizer.model = models.WordPiece({token: i for i, token in enumerate(ordered)}, unk_token=UNK_TOKEN)
+    check_special_tokens(tokenizer, "the trained tokenizer")
+    return tokenizer
+
+
+def _flatten(batches: Iterable[list[str]]) -> Iterator[list[str]]:
+    for batch in batches:
+        yield [text for text in batch if text]
+
+
+def check_special_tokens(tokenizer: Tokenizer, source: str) -> None:
+    if tokenizer.token_to_id(PAD_TOKEN) != PAD_ID or tokenizer.token_to_id(UNK_TOKEN) != UNK_ID:
+        raise ConfigError(
+            f"{source} must map {PAD_TOKEN} to id {PAD_ID} and {UNK_TOKEN} to id {UNK_ID} "
+            f"(got {tokenizer.token_to_id(PAD_TOKEN)} and {tokenizer.token_to_id(UNK_TOKEN)})"
+        )
+
+
+def tokenizer_from_string(content: str, source: str) -> Tokenizer:
+    try:
+        tokenizer = Tokenizer.from_str(content)
+    except Exception as error:  # the Rust side raises a bare Exception for malformed JSON
+        raise ConfigError(f"{source} is not a valid tokenizers JSON file: {error}") from None
+    check_special_tokens(tokenizer, source)
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a `tokenizer.json` (a checkpoint's tokenizer comes from `sentikit.checkpoint.checkpoint_extras`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    return tokenizer_from_string(path.read_text(encoding="utf-8"), str(path))
+
+
+def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> Path:
+    """Write `tokenizer.json` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, tokenizer.to_str())
+    return path
+
+
+def vocabulary_fingerprint(tokenizer: Tokenizer) -> str:
+    """A short hash of the vocabulary, to check that every DDP rank trained the same one."""
+
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    return hashlib.sha256(vocab.encode()).hexdigest()[:16]
