@@ -37,28 +37,27 @@ SHIPPED = Path(__file__).resolve().parents[2] / "data" / "bundles"
 DEFAULT_BUNDLES = [SHIPPED / f"sst2-{cell}" for cell in ("rnn", "lstm", "gru")]
 LOG = logging.getLogger("sentikit.app.layout")
 
-# The longest review the server accepts. The shipped models read the first 128 tokens (about 600
-# characters of English) and the page greys out at most 2,000 more, so past that a review only costs:
-# tokenizing it and sending it back in the JSON, both linear in its length. At 20,000 characters (a
-# review of several pages) that adds about 13% to the three shipped models' 160 ms (measured on 1 CPU
-# thread); 1,000,000 characters took 2.2 s, a request that a few clients could repeat to keep the server
-# busy. Library callers (`explain_one`, `sentikit explain`) have no limit: their input is their own.
+# The longest review the server accepts. The shipped models read the first 128 tokens and the page
+# greys out at most 2,000 more characters, so past that a review only costs: tokenizing it and sending it
+# back in the JSON, both linear in its length, a request that a few clients could repeat to keep the
+# server busy (docs/reliability.md has the timings). Library callers (`explain_one`, `sentikit explain`)
+# have no limit: their input is their own.
 MAX_REVIEW_CHARS = 20_000
-# Gradio reads and parses a request's whole body before `check_review` sees the text: refusing a review
-# of 50,000,000 characters took 0.7 s and 140 MB of memory, each. The longest review takes at most
-# 240 KB of JSON (12 bytes a character: an emoji escaped as two surrogates); bodies past 2 MB are refused
-# unread (`BodyLimit`), and a too-long review of up to about 2,000,000 characters still gets
-# `check_review`'s message, which names its length.
+# Gradio reads and parses a request's whole body before `check_review` sees the text, so a huge body
+# costs time and memory before it can be refused. The longest accepted review takes at most 12 bytes of
+# JSON a character (an emoji escaped as two surrogates); bodies past 2 MB are refused unread
+# (`BodyLimit`), and a too-long review of up to about 2,000,000 characters still gets `check_review`'s
+# message, which names its length.
 MAX_BODY_BYTES = 2_000_000
 MAX_MODEL_NAME_CHARS = 200  # a bundle's folder name; longer is not a name, and is not echoed back
 # The page takes no files, but Gradio accepts uploads on every app (`/gradio_api/upload`), without a
 # limit unless one is set: a stranger could fill the disk. This is the smallest size Gradio takes.
 MAX_UPLOAD_BYTES = 1
 # Gradio keeps a copy of the page's state for every session, and every plain HTTP API call
-# (`/gradio_api/call/explain`) is a session of its own: 75-190 KB each here (measured), kept until
-# `state_session_capacity` newer ones push it out; Gradio's default, 10,000, lets API clients grow the
-# server by 1-2 GB. 128 sessions, twice the default queue, hold about 25 MB. A browser tab pushed out
-# only loses its last explanation for the highlight toggle: press Explain again.
+# (`/gradio_api/call/explain`) is a session of its own, kept until `state_session_capacity` newer ones
+# push it out; Gradio's default, 10,000, lets API clients grow the server by gigabytes. Twice the default
+# queue is enough. A browser tab pushed out only loses its last explanation for the highlight toggle:
+# press Explain again.
 SESSIONS_KEPT = 128
 
 # Written for this project. The first is the cereal review of the reference articles' intuition; the
@@ -255,8 +254,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     threads arenas of their own, up to 8 per core, and each arena keeps the freed buffers of the largest
     requests it served (an RNN's occlusion batch, a long review's JSON), so the server's resident memory
     climbs for thousands of requests before it levels off. `--concurrency` reviews run at once, so two
-    arenas are enough. Measured with `benchmarks/app_load.py` on 2 cores: the server grew 30 MB over
-    3,000 requests with two arenas, 183 MB over 5,000 without, at the same requests/s."""
+    arenas are enough (`benchmarks/app_load.py` measures the growth, docs/results.md has it)."""
     m_arena_max = -8  # M_ARENA_MAX in glibc's malloc.h
     try:
         ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)

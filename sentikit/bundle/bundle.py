@@ -7,7 +7,7 @@
                       versions, and the sha256 of the two files above
 
 `sentikit export --format exported` writes `model.pt2` instead: a `torch.export` program with forward only,
-for right-padded ids of exactly `meta["input_length"]` tokens (`exported.py` says why and how):
+for right-padded ids of exactly `meta["input_length"]` tokens (`bundle/exported.py` says why and how):
 
     program = torch.export.load("bundles/sst2-gru/model.pt2").module()
     logits = program(token_ids, lengths)               # token_ids padded to input_length
@@ -110,7 +110,7 @@ def export_bundle(
         portable = PortableClassifier.from_classifier(loaded.model)
         with warnings.catch_warnings():
             # torch 2.13 warns on every `torch.jit.script` call that TorchScript is deprecated; `export` says
-            # it once, in the command's output and the README, instead of from deep inside torch.
+            # it once, in the command's output and docs/bundles.md, instead of from deep inside torch.
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated.*")
             scripted = torch.jit.script(portable)
         buffer = io.BytesIO()

@@ -26,7 +26,7 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument(
         "--format", choices=("torchscript", "exported"), default="torchscript",
         help="torchscript (default): model.pt, forward and explain, packed sequences; exported: model.pt2, a torch.export "
-        "program, forward only, every review padded to the max length (README: formats)",
+        "program, forward only, every review padded to the max length (docs/bundles.md)",
     )
     parser.add_argument(
         "--max-length", type=int,
@@ -52,9 +52,9 @@ def export_command(argv: list[str]) -> None:
         v = bundle.meta["validation"]
         print(f"accuracy on {v['file']}: {100 * v['accuracy']:.2f}% of {v['examples']}")
     if args.format == "torchscript":
-        print("model.pt is TorchScript; torch 2.13 calls torch.jit.script deprecated, but it runs and loads unchanged (README: formats)")
+        print("model.pt is TorchScript; torch 2.13 calls torch.jit.script deprecated, but it runs and loads unchanged (docs/bundles.md)")
     else:
-        print(f"model.pt2 is a torch.export program: forward only, token ids padded to {bundle.meta['input_length']} (README: formats)")
+        print(f"model.pt2 is a torch.export program: forward only, token ids padded to {bundle.meta['input_length']} (docs/bundles.md)")
 
 
 def read_labelled(path: str, text_column: str, label_column: str, label_names: list[str]) -> tuple[list[str], list[int]]:

@@ -10,9 +10,9 @@ The flow, one run per (cell, seed):
 2. each run is a `sentikit fit` subprocess (`--model.cell`, `--seed_everything`), so DDP, devices,
    precision and every other Trainer option work exactly as in `fit`; it logs to CSV in its own folder
    `OUT/runs/<cell>-seed<seed>/`, where the `TrainingMeter` adds each epoch's seconds, tokens/s and memory;
-3. the best checkpoint is evaluated here (`measure.py`): accuracy and F1 on validation and test, accuracy
+3. the best checkpoint is evaluated here (`compare/measure.py`): accuracy and F1 on validation and test, accuracy
    by length, inference tokens/s, and memory decay by distance from the end;
-4. `report.py` writes `report.md`, `report.json` and the plots, and the table is printed.
+4. `compare/report.py` writes `report.md`, `report.json` and the plots, and the table is printed.
 
 Resuming: a run whose `result.json` exists is done and is not repeated; a run that was stopped resumes from
 its `last.ckpt`; a finished fit whose evaluation was interrupted is only evaluated. `OUT/plan.json` records

@@ -6,7 +6,7 @@
   give the logits exactly when `method` is `"gates"`);
 - `method`: `"gates"` for an LSTM or GRU read through its final state (the default pooling), where each
   word's input is carried through the gates, held at their values, to the logits, which split exactly
-  over the words (`contributions.py`); `"occlusion"`
+  over the words (`gates/contributions.py`); `"occlusion"`
   otherwise (the plain RNN, mean/max pooling): each word's contribution is the drop in the logits when it
   is left out, all variants run in one batch;
 - `words`: one entry per word of the input (`word`, `start`, `end` as character offsets into `text`),
@@ -16,7 +16,7 @@
   `gates` (the gate means over units, over the word's tokens and both directions of the top layer).
 
 Scores are computed per token and summed into the word that the tokenizer's pre-tokenizer cut
-(sub-word pieces of one word get one score). `../shared/REFERENCE.md` has the equations.
+(sub-word pieces of one word get one score). `docs/explanations.md` has the equations.
 """
 
 from __future__ import annotations

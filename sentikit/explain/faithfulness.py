@@ -64,7 +64,7 @@ IG_STEPS = 50
 MAX_DELETIONS = 10  # K is at most this many words ...
 DELETION_SHARE = 5  # ... and at least one in this many words of the review (20%), rounded up
 
-# The project's target for `contributions` (README): AOPC >= 90% of IG's and >= 3x random's, >= 20x cheaper than IG.
+# The project's target for `contributions` (docs/explanations.md): AOPC >= 90% of IG's and >= 3x random's, >= 20x cheaper than IG.
 TARGET = {"aopc_vs_ig": 0.9, "aopc_vs_random": 3.0, "speedup_vs_ig": 20.0}
 
 
@@ -169,8 +169,8 @@ def gradient_x_input_scores(explainer: Explainer, reviews: Sequence[Review]) -> 
 
 def integrated_gradients_scores(explainer: Explainer, reviews: Sequence[Review]) -> list[torch.Tensor]:
     """Review by review: IG's own batch is the 50 scaled copies of one review. Stacking the copies of
-    32 SST-2 reviews into one pass made it about four times slower per review (padding to the longest
-    review, and a far larger backward pass), so a batch gains nothing here."""
+    many reviews into one pass was slower per review (padding to the longest review, and a far larger
+    backward pass), so a batch gains nothing here."""
     from captum.attr import IntegratedGradients  # imported on use: it takes a while and only this needs it
 
     model = explainer.model

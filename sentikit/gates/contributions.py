@@ -12,15 +12,15 @@ What a token puts in is the input side of its candidate: `W_ig x_t + b_ig + b_hg
 not the token's: it is the earlier tokens' parts of `h_{t-1}` passed on. That is the difference from
 crediting each step with its whole write (`u_t`, `v_t` of `gates.retained_writes`): in "not good" the
 write at "good" is negative because of what "not" left in the state, and here that share goes to "not".
-Deleting the top-ranked words (`faithfulness.py`) shows the difference: on SST-2 this split ranks as
-well as Integrated Gradients, the whole-write split reaches two thirds to three quarters of it.
+Deleting the top-ranked words (`sentikit.explain.faithfulness`) shows the difference: this split ranks
+words about as well as Integrated Gradients, the whole-write split clearly worse (docs/results.md).
 
 The linear map is applied backwards, as a gradient would be, one sweep per layer from the head's
 weights: `dc_t = f_{t+1} dc_{t+1} + o_t k_t dh_t` and `da_t = i_t m_t dc_t` with `k_t = tanh(c_t) / c_t`
 and `m_t = g_t / a_t` for the LSTM, `dn_t = m_t (1 - z_t) dh_t` and `dh_{t-1} = z_t dh_t +
 W_hn^T (r_t dn_t)` for the GRU. A layer's share of its input `x_t` (the layer below's output at `t`)
 is passed down as that layer's incoming sensitivities, so in a stack each part still belongs to a token
-of the text. For the plain RNN `gates.py` has no gates to fix and the explanations use occlusion.
+of the text. For the plain RNN `gates/replay.py` has no gates to fix and the explanations use occlusion.
 
 The rule is the linearisation that layer-wise relevance propagation uses for LSTMs (gates as fixed
 weights, Arras et al. 2017), without its stabiliser, so that the split stays exact.

@@ -4,7 +4,7 @@
 embedding, the fused recurrent encoder and the linear head; its own dropout and training state stay
 behind) and adds the two readings that explain a prediction:
 
-- `explain`: the gate replay of `gates.py` on the same weights, with the exact per-token split of the
+- `explain`: the gate replay of `gates/replay.py` on the same weights, with the exact per-token split of the
   logits and the retention of each token's write in the final memory;
 - `memory`: `||d h_T / d x_t||`, how strongly the final forward state still depends on each input.
 

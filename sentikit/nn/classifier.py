@@ -51,8 +51,7 @@ class SentimentClassifier(pl.LightningModule):
         adversarial: adversarial training on the word vectors (the fast gradient method of Miyato et al.
             2017): each training batch is also classified with its word vectors pushed, review by review,
             in the direction that raises the loss fastest, by this share of their norm, and the two losses
-            are added. It costs a second forward pass and two more backward passes (a step takes about
-            2.4x as long on the CPU); 0 turns it off.
+            are added. It costs a second forward pass and two more backward passes; 0 turns it off.
     """
 
     def __init__(
@@ -164,8 +163,8 @@ class SentimentClassifier(pl.LightningModule):
         """Logs `train_loss` as the mean over the batches since the last logging step, only on the steps
         where Lightning writes step logs (every `log_every_n_steps`).
 
-        Each `self.log` call walks Lightning's result object (about 0.5 ms on the CPU), which on SST-2's
-        short steps cost 3% of the training throughput when done every batch. Loggers only write every
+        Each `self.log` call walks Lightning's result object, which on short steps is a visible share of
+        the training time when done every batch. Loggers only write every
         `log_every_n_steps` anyway, and the window's mean is a steadier figure than one batch's loss.
 
         With gradient accumulation every batch of a group shares one `global_step`; only the group's last

@@ -1,14 +1,13 @@
 """Denormal floats flushed to zero on the CPU while sentikit trains or explains.
 
 A float32 smaller than about 1.2e-38 is stored as a denormal, and x86 CPUs take a slow path for
-arithmetic on it: a matrix product over mostly denormal numbers ran 90 times slower here. A recurrence
-makes them in its backward pass. The gradient that reaches the early words of a long review through
-the final state shrinks by the gates' factor at every step; a few hundred steps back it is below 1e-38,
-and most of the backward sweep's products work on such numbers. On IMDB's reviews read through the
-final state (`pooling: last`, the default), a fresh two-layer BiGRU trained 3.2 times slower for it and
-a plain BiRNN 4.9 times (`benchmarks/denormals.py`). A GRU soon learns to carry its gradient back and
-outgrows them; a plain RNN's keeps vanishing, and it was still 4.6 times slower after 200 batches.
-Explaining pays too: an untrained GRU's gates split of a 256-token review took 2.3 times as long.
+arithmetic on it, many times slower than on normal numbers. A recurrence makes them in its backward
+pass. The gradient that reaches the early words of a long review through the final state shrinks by
+the gates' factor at every step; a few hundred steps back it is below 1e-38, and most of the backward
+sweep's products work on such numbers. Long reviews read through the final state (`pooling: last`,
+the default) train several times slower for it (`benchmarks/denormals.py` measures it; docs/results.md
+has the figures). A GRU soon learns to carry its gradient back and outgrows them; a plain RNN's keeps
+vanishing. Explaining pays too: the gates split of a long review replays the same recurrence.
 
 Flushing them to zero (the CPU's FTZ and DAZ modes) costs nothing a float32 model can tell apart: a
 weight's gradient sums every step's share, and a share below 1e-38 vanishes in that sum beside the
