@@ -1,0 +1,135 @@
+"""Every command README.md shows is run here, as written, so the README cannot drift from the code.
+
+The commands run in a scratch folder that links the repository's `configs/` and `data/`, so outputs
+(`runs/`, `predictions.jsonl`) land there and the README's relative paths hold. Training commands get
+small budgets appended (`--trainer.max_epochs 1 --trainer.limit_train_batches 3 ...`); nothing else is
+changed. A command added to the README fails `test_every_readme_command_is_run_by_a_test` until a test
+here runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+README = REPO / "README.md"
+BUDGET = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
+
+
+def readme_commands() -> list[str]:
+    """The lines of README.md's ```bash blocks."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+COMMANDS = readme_commands()
+INSTALL = 'pip install torch==2.13.0 -e ".[dev]"'
+APP = "python app.py"
+EXPLAIN = next((c for c in COMMANDS if c.startswith("sentikit explain")), "")
+PREDICT_FILE = next((c for c in COMMANDS if c.startswith("sentikit predict-file")), "")
+FIT = "sentikit fit -c configs/sst2-gru.yaml"
+TEST = next((c for c in COMMANDS if c.startswith("sentikit test")), "")
+RESUME = "sentikit fit -c configs/sst2-gru.yaml --ckpt_path last"
+FAST_TESTS = 'python -m pytest -m "not slow"'
+ALL_TESTS = "python -m pytest"
+RUN_HERE = {INSTALL, APP, EXPLAIN, PREDICT_FILE, FIT, TEST, RESUME, FAST_TESTS, ALL_TESTS}
+
+
+def test_every_readme_command_is_run_by_a_test():
+    assert set(COMMANDS) == RUN_HERE
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("readme")
+    for name in ("configs", "data", "app.py"):
+        (folder / name).symlink_to(REPO / name)
+    return folder
+
+
+def run(command: str, cwd: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`command` as a user types it (`sentikit ...` through this interpreter), plus `extra` options."""
+    argv = shlex.split(command)
+    if argv[0] == "sentikit":
+        argv = [sys.executable, "-m", "sentikit", *argv[1:]]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([*argv, *extra], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_the_install_command_is_the_one_ci_runs():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "pip install --quiet torch==2.13.0" in ci and 'pip install --quiet -e ".[dev]"' in ci
+
+
+@pytest.mark.slow
+def test_the_test_commands_select_the_fast_part_and_everything():
+    """The two test commands collect tests, and the first leaves the slow ones out (CI runs the second)."""
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.rstrip().splitlines()[-1].startswith(ALL_TESTS)
+    fast = run(FAST_TESTS, REPO, "--collect-only", "-q", timeout=300)
+    everything = run(ALL_TESTS, REPO, "--collect-only", "-q", timeout=300)
+    count = lambda result: int(re.search(r"(\d+)(?:/\d+)? tests? (?:collected|selected)", result.stdout).group(1))  # noqa: E731
+    assert 0 < count(fast) < count(everything), fast.stdout[-500:]
+
+
+@pytest.mark.slow
+def test_explain_prints_the_cereal_review_with_its_label(scratch):
+    result = run(EXPLAIN, scratch)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "positive" in result.stdout and "amazing" in result.stdout
+
+
+@pytest.mark.slow
+def test_predict_file_writes_a_line_per_review_with_its_top_words(scratch):
+    result = run(PREDICT_FILE, scratch)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in (scratch / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 872  # SST-2's validation sentences
+    assert all(row["label"] in ("negative", "positive") and len(row["top_words"]) <= 3 for row in rows)
+
+
+@pytest.fixture(scope="module")
+def main_job(scratch) -> subprocess.CompletedProcess:
+    result = run(FIT, scratch, "--trainer.max_epochs", "1", *BUDGET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_the_main_job_prints_a_line_per_epoch_and_the_readme_s_test_command(main_job, scratch):
+    assert re.search(r"^epoch 1/1 step 3 train_loss \S+ val_acc 0\.\d{4} tokens/s [\d,]+ elapsed \d+:\d\d:\d\d$", main_job.stdout, re.M)
+    assert f"evaluate it with: {TEST}" in main_job.stdout  # the README shows what fit prints
+
+
+@pytest.mark.slow
+def test_the_readme_s_test_command_scores_the_best_checkpoint(main_job, scratch):
+    result = run(TEST, scratch, "--trainer.limit_test_batches", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test_acc" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_resume_command_finds_the_last_checkpoint_and_trains_on(main_job, scratch):
+    result = run(RESUME, scratch, "--trainer.max_epochs", "2", *BUDGET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from" in result.stderr and "last.ckpt" in result.stderr
+    assert re.search(r"^epoch 2/2 step 6 ", result.stdout, re.M)
+
+
+@pytest.mark.slow
+def test_the_app_serves_its_page(scratch):
+    from sentikit.app.load import running_app
+
+    with running_app([], scratch / "app.log") as (url, _):
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200 and "sentikit" in page.read().decode("utf-8", "replace").lower()
