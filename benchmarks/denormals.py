@@ -3,7 +3,7 @@
 
 Each run trains a fresh model (same seed, same weights) on the first `--batches` IMDB training batches
 as `configs/imdb-gru.yaml` serves them (reviews cut at 800 tokens) in buckets of `--batch_size` (64, the
-README's figures; the config now batches 32): forward, backward, clipping and an AdamW step, the first
+figures in docs/results.md; the config now batches 32): forward, backward, clipping and an AdamW step, the first
 two batches untimed. Runs with and without the flush alternate
 `--repeats` times and medians are printed, so a busy machine slows both alike. The model is that
 config's (two-layer BiGRU, 256 units) with the cell and the pooling varied:
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8, help=f"training batches per run, {UNTIMED} of them untimed")
     parser.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating")
     parser.add_argument("--after", type=int, default=0, help="batches of training before the timed ones")
-    parser.add_argument("--batch_size", type=int, default=64, help="reviews per batch (the README's figures: 64)")
+    parser.add_argument("--batch_size", type=int, default=64, help="reviews per batch (the figures in docs/results.md: 64)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.batches <= UNTIMED:

@@ -75,7 +75,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = SentimentClassifier(tokenizer.get_vocab_size(), ["negative", "positive"], cell=cell, embedding_dim=EMBEDDING, hidden_size=HIDDEN)
         eager = Explainer(model, tokenizer, max_length=args.tokens)
-        with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit; bundles still use it (README)
+        with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit; bundles still use it (docs/bundles.md)
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = Explainer(torch.jit.script(PortableClassifier.from_classifier(model)), tokenizer, max_length=args.tokens)
         with torch.no_grad():

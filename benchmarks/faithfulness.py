@@ -4,7 +4,7 @@
 Runs `sentikit.explain.faithfulness.evaluate_faithfulness` (see its docstring for the definitions) on the
 first `--limit` reviews of a split and prints one Markdown table per model: the gates split
 (`contributions`), occlusion, gradient x input, Integrated Gradients (Captum, 50 steps) and a random
-ordering. Target (README): contribution AOPC >= 90% of IG's and >= 3x random's, at >= 20x lower cost.
+ordering. Target (docs/explanations.md): contribution AOPC >= 90% of IG's and >= 3x random's, at >= 20x lower cost.
 Costs are measured on one torch thread by default (`--threads`), both one review at a time and with
 the reviews scored in batches of 32 (`--batch-size`): the cost of explaining one review on its own,
 and the cost per review of scoring a dataset.
