@@ -4,8 +4,10 @@ The app is started, and called over plain HTTP, by `sentikit.app.load`, the harn
 benchmark (`benchmarks/app_load.py`) drives it with too; its load (20 clients, 500 requests) is also
 sent here, as a slow test."""
 
+import os
 import re
 import shutil
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -239,6 +241,8 @@ def chromium_path() -> str | None:
 
 
 def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_path):
+    """Also the README's picture: `SENTIKIT_SCREENSHOT=docs/images/app.png python -m pytest tests/test_app.py
+    -k browser` writes the page, as the browser shows it after Explain, there."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     executable = chromium_path()
     if executable is None:
@@ -247,7 +251,7 @@ def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_p
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(app_url)
             assert page.get_attribute("#review textarea", "maxlength") == str(MAX_REVIEW_CHARS)
             page.fill("#review textarea", text)
@@ -261,12 +265,22 @@ def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_p
             amazing = page.locator("#highlight-1 .sk-word", has_text="amazing")
             assert "22, 163, 74" in amazing.get_attribute("style")  # green: pushed towards positive
 
+            # The README's picture (docs/images/app.png): the page down to the three columns' gates.
+            for column in (1, 2):
+                page.wait_for_selector(f"#gates-{column} table", timeout=30_000)
+            bottom = page.evaluate("Math.max(...[0, 1, 2].map(i => document.querySelector('#gates-' + i).getBoundingClientRect().bottom)) + window.scrollY")
+            screenshot = tmp_path / "app.png"
+            page.screenshot(path=str(screenshot), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": bottom + 12})
+            png = screenshot.read_bytes()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+            width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk's
+            assert width == 1280 and abs(height - (bottom + 12)) <= 1
+            if target := os.environ.get("SENTIKIT_SCREENSHOT"):
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(screenshot, target)
+
             page.locator("#highlight input[value='retention']").check()
             page.wait_for_function("document.querySelector('#highlight-1 .sk-word').title.includes('retention')", timeout=30_000)
-            screenshot = tmp_path / "app.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            assert screenshot.stat().st_size > 10_000
-            print(f"screenshot: {screenshot}")
         finally:
             browser.close()
 
