@@ -97,9 +97,9 @@ def test_long_reviews_are_truncated_to_max_length_and_say_so():
     assert len(report["words"]) == 5
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t "])
-def test_empty_text_is_a_clear_error(text):
-    with pytest.raises(ConfigError, match="empty"):
+@pytest.mark.parametrize("text", ["", "   \n\t ", "<br />"])
+def test_a_text_without_words_is_refused_with_one_clear_message(text):
+    with pytest.raises(ConfigError, match="^the text to explain is empty: it holds no word the tokenizer reads"):
         explainer("gru").explain(text)
 
 

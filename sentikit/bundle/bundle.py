@@ -42,7 +42,7 @@ from tokenizers import Tokenizer
 from sentikit.atomic import write_json
 from sentikit.errors import ConfigError
 from sentikit.gates.portable import PortableClassifier
-from sentikit.data.tokenizer import PAD_ID, right_pad, tokenizer_from_string
+from sentikit.data.tokenizer import PAD_ID, encode_texts, right_pad, tokenizer_from_string
 
 if TYPE_CHECKING:
     from sentikit.nn.classifier import SentimentClassifier
@@ -176,11 +176,10 @@ class Bundle:
 
     def encode(self, texts: list[str], offsets: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
         """Right-padded token ids `(batch, time)`, lengths `(batch,)` and the encodings, which carry word ids
-        and character offsets only with `offsets` (the fast path skips them). A text without any token reads
-        as one `[UNK]`, as in training."""
-        encode = self.tokenizer.encode_batch if offsets else self.tokenizer.encode_batch_fast
-        encodings = encode(texts, add_special_tokens=False)
-        token_ids, lengths = right_pad([e.ids[: self.max_length] or [1] for e in encodings])
+        and character offsets only with `offsets`: `data.tokenizer.encode_texts` at the bundle's max length,
+        the rule training read its text by (a text without any token reads as one `[UNK]`)."""
+        ids, encodings = encode_texts(self.tokenizer, texts, self.max_length, offsets)
+        token_ids, lengths = right_pad(ids)
         return token_ids, lengths, encodings
 
     def eager_classifier(self) -> "SentimentClassifier":

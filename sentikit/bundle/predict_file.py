@@ -36,6 +36,7 @@ import torch
 
 from sentikit.atomic import write_json
 from sentikit.bundle.bundle import Bundle
+from sentikit.data.tokenizer import group_words
 from sentikit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -130,21 +131,16 @@ def count_rows(path: str | Path) -> int | None:
 
 
 def top_retained_words(bundle: Bundle, token_ids: torch.Tensor, lengths: torch.Tensor, encodings: list, texts: list[str], k: int) -> list[list[str]]:
-    """For each review, its `k` words with the largest retention (token retention summed per word)."""
+    """For each review, its `k` words (as `data.tokenizer.group_words` groups the tokens) with the largest
+    retention, the retention of a word's tokens summed; ties in text order."""
     retention = bundle.model.explain(token_ids, lengths)["retention"]  # (batch, time)
     result = []
     for row, (encoding, text) in enumerate(zip(encodings, texts)):
-        scores: dict[int, float] = {}
-        spans: dict[int, tuple[int, int]] = {}
-        for position in range(int(lengths[row])):
-            word = encoding.word_ids[position] if position < len(encoding.word_ids) else None
-            if word is None:
-                continue
-            start, end = encoding.offsets[position]
-            scores[word] = scores.get(word, 0.0) + float(retention[row, position])
-            first, last = spans.get(word, (start, end))
-            spans[word] = (min(first, start), max(last, end))
-        best = sorted(scores, key=lambda w: -scores[w])[:k]
+        token_word, spans = group_words(encoding, int(lengths[row]))
+        scores = [0.0] * len(spans)
+        for position, word in enumerate(token_word):
+            scores[word] += float(retention[row, position])
+        best = sorted(range(len(spans)), key=lambda w: -scores[w])[:k]
         result.append([text[spans[w][0] : spans[w][1]] for w in best])
     return result
 

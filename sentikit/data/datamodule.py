@@ -6,8 +6,9 @@ Its constructor arguments are the `data:` section of a config. The pipeline, run
 2. check the text and label columns and turn labels into class ids (`labels`), keeping the names;
 3. carve a validation split from train when there is none (seeded, stratified);
 4. train the tokenizer on the training split, or reuse one (`tokenizer.json` or a checkpoint);
-5. tokenize every split with `Dataset.map(batched=True)` (cached by `datasets`), truncating train to
-   `max_length` and the splits that are scored to `eval_max_length`;
+5. tokenize every split with `Dataset.map(batched=True)` (cached by `datasets`) through
+   `tokenizer.encode_texts`, the rule every stage reads text by: train truncated to `max_length`, the
+   splits that are scored to `eval_max_length`, a review without tokens read as one `[UNK]`;
 6. serve batches from `BucketBatchSampler`, which keeps padding small and shards across DDP ranks.
 
 The work happens on first use of `tokenizer`, `vocabulary_size` or `classes`, which the command line
@@ -37,8 +38,8 @@ from sentikit.errors import ConfigError
 from sentikit.data.sampler import BucketBatchSampler
 from sentikit.data.sources import load_hub_splits, load_local_splits
 from sentikit.data.tokenizer import (
-    UNK_ID,
     TokenizerKind,
+    encode_texts,
     load_tokenizer,
     right_pad,
     tokenizer_from_string,
@@ -396,11 +397,8 @@ def _label_ids(batch: dict[str, list], column: str, lookup: dict[str, int] | Non
 
 
 def _encode_texts(batch: dict[str, list], tokenizer: Tokenizer, column: str, max_length: int) -> dict[str, list]:
-    encodings = tokenizer.encode_batch_fast(batch[column], add_special_tokens=False)
-    return {
-        "input_ids": [e.ids[:max_length] or [UNK_ID] for e in encodings],  # a review without tokens reads as [UNK]
-        "num_tokens": [len(e.ids) for e in encodings],
-    }
+    ids, encodings = encode_texts(tokenizer, batch[column], max_length)
+    return {"input_ids": ids, "num_tokens": [len(e.ids) for e in encodings]}
 
 
 def check_columns(split: datasets.Dataset, name: str, text_column: str, label_column: str, where: str) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Encoding, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from sentikit.atomic import write_text
 from sentikit.errors import ConfigError
@@ -27,6 +27,50 @@ PAD_ID, UNK_ID = 0, 1  # the trainers add the special tokens first, in this orde
 
 # IMDB reviews carry raw HTML line breaks (`<br />`, `<br/>`, `<BR>`).
 HTML_BREAK = Regex(r"(?i)<br\s*/?>")
+
+
+def encode_texts(
+    tokenizer: Tokenizer, texts: Sequence[str], max_length: int, offsets: bool = False
+) -> tuple[list[list[int]], list[Encoding]]:
+    """The token ids a model reads for `texts`, the same in training, bundles, explanations and predict-file:
+
+    - at most the first `max_length` tokens of each text;
+    - a text without any token (`""`, only spaces, only what the normalizer removes such as `<br />`)
+      reads as one `[UNK]` (`UNK_ID`): a recurrent model needs at least one step, and an empty review
+      then gets the same prediction wherever it is read.
+
+    Returns the id lists and the encodings, untruncated (`len(encoding.ids)` counts the tokens before
+    truncation); the encodings carry word ids and character offsets only with `offsets` (the fast path
+    skips them), which `group_words` needs."""
+    if max_length < 1:
+        raise ConfigError(f"max_length must be at least 1, got {max_length}")
+    encode = tokenizer.encode_batch if offsets else tokenizer.encode_batch_fast
+    encodings = encode(list(texts), add_special_tokens=False)
+    return [e.ids[:max_length] or [UNK_ID] for e in encodings], encodings
+
+
+def group_words(encoding: Encoding, num_tokens: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """The words of the first `num_tokens` tokens of `encoding` (from `encode_texts(..., offsets=True)`):
+    the word index of each token, and each word's character span `(start, end)` in the text.
+
+    A word is what the pre-tokenizer cut (a run of letters, or of punctuation): the sub-word pieces of
+    one word share it, and its span runs from its first piece's start to its last piece's end, so
+    `text[start:end]` is the word as typed. Scores per token are summed per word with `token_word`. Only
+    the encoding's own tokens have a word: the `[UNK]` that stands for a text without tokens has none."""
+    token_word: list[int] = []
+    spans: list[tuple[int, int]] = []
+    previous = None
+    for position in range(min(num_tokens, len(encoding.ids))):
+        word, (start, end) = encoding.word_ids[position], encoding.offsets[position]
+        if word is None:
+            raise ValueError("group_words needs word ids: encode with encode_texts(..., offsets=True)")
+        if word != previous:
+            spans.append((start, end))
+            previous = word
+        else:  # another piece of the same word
+            spans[-1] = (min(spans[-1][0], start), max(spans[-1][1], end))
+        token_word.append(len(spans) - 1)
+    return token_word, spans
 
 
 def right_pad(sequences) -> tuple[torch.Tensor, torch.Tensor]:

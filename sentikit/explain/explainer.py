@@ -16,7 +16,9 @@
   `gates` (the gate means over units, over the word's tokens and both directions of the top layer).
 
 Scores are computed per token and summed into the word that the tokenizer's pre-tokenizer cut
-(sub-word pieces of one word get one score). `docs/explanations.md` has the equations.
+(sub-word pieces of one word get one score: `data.tokenizer.group_words`). The text is read as every
+stage reads it (`data.tokenizer.encode_texts`); a text without any word is refused, as there is nothing
+to explain. `docs/explanations.md` has the equations.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Literal
 import torch
 from tokenizers import Tokenizer
 
+from sentikit.data.tokenizer import encode_texts, group_words
 from sentikit.training.denormals import flush_denormals
 from sentikit.errors import ConfigError
 from sentikit.nn.classifier import SentimentClassifier
@@ -46,10 +49,11 @@ CONVENTIONS = {
 
 @dataclass
 class EncodedText:
-    """A text as the model reads it, with each token tied to a word of the original text."""
+    """A text as the model reads it, with each token tied to a word of the original text. A text without
+    any token reads as one `[UNK]` that belongs to no word: `ids` is `[UNK_ID]`, `words` is empty."""
 
     ids: list[int]
-    token_word: list[int]  # index into `words` for every token
+    token_word: list[int]  # index into `words` for every token of the text
     words: list[tuple[int, int]]  # character spans into the text
     num_tokens: int  # before truncation
 
@@ -59,24 +63,11 @@ class EncodedText:
 
 
 def encode_text(tokenizer: Tokenizer, text: str, max_length: int) -> EncodedText:
-    """Tokenize `text`, truncate to `max_length` tokens and group the tokens into words of `text`."""
+    """`text` read as every stage reads it (`encode_texts`), its tokens grouped into words (`group_words`)."""
     if not isinstance(text, str):
         raise ConfigError(f"the text to explain must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise ConfigError("the text to explain is empty")
-    encoding = tokenizer.encode(text, add_special_tokens=False)
-    if not encoding.ids:
-        raise ConfigError(f"the text holds no token the tokenizer reads: {text[:80]!r}")
-    ids = encoding.ids[:max_length]
-    token_word, words, previous = [], [], None
-    for position, (word_id, (start, end)) in enumerate(zip(encoding.word_ids[: len(ids)], encoding.offsets[: len(ids)])):
-        key = (word_id, encoding.sequence_ids[position]) if word_id is not None else ("token", position)
-        if key != previous:
-            words.append((start, end))
-            previous = key
-        else:  # another piece of the same word
-            words[-1] = (min(words[-1][0], start), max(words[-1][1], end))
-        token_word.append(len(words) - 1)
+    [ids], [encoding] = encode_texts(tokenizer, [text], max_length, offsets=True)
+    token_word, words = group_words(encoding, len(ids))
     return EncodedText(ids=ids, token_word=token_word, words=words, num_tokens=len(encoding.ids))
 
 
@@ -141,6 +132,8 @@ class Explainer:
                 f"{self.cell} with {self.model.pooling} pooling: use method='occlusion'"
             )
         encoded = encode_text(self.tokenizer, text, self.max_length)
+        if not encoded.words:
+            raise ConfigError(f"the text to explain is empty: it holds no word the tokenizer reads ({text[:80]!r})")
         ids = torch.tensor([encoded.ids])
         lengths = torch.tensor([len(encoded.ids)])
         readings = self.model.explain(ids, lengths)

@@ -310,9 +310,8 @@ def evaluate_faithfulness(
     for text in texts:
         if max_reviews is not None and len(reviews) >= max_reviews:
             break
-        try:
-            encoded = encode_text(explainer.tokenizer, text, explainer.max_length)
-        except ConfigError:
+        encoded = encode_text(explainer.tokenizer, text, explainer.max_length) if isinstance(text, str) else None
+        if encoded is None or not encoded.words:  # a null, or a text without words: nothing to rank
             unreadable += 1
             continue
         ids = torch.tensor(encoded.ids)

@@ -1,0 +1,125 @@
+"""Rules that several stages share, each written once: how text becomes ids and how tokens group into words."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, write_table
+from sentikit.bundle.bundle import Bundle, load_bundle
+from sentikit.bundle.predict_file import predict_file, top_retained_words
+from sentikit.data.datamodule import SentimentDataModule
+from sentikit.data.tokenizer import UNK_ID, encode_texts, group_words, train_tokenizer
+from sentikit.explain.explainer import Explainer, encode_text
+from sentikit.gates.portable import PortableClassifier
+from sentikit.nn.classifier import SentimentClassifier
+
+BUNDLE = REPO / "data" / "bundles" / "sst2-gru"
+LONG = " ".join(["a fine and moving film ."] * 40)  # 240 tokens, over the bundle's 128
+TEXTS = {"empty": "", "spaces": "   ", "normal": "a gripping , funny and wise film", "long": LONG}
+
+
+# --- text -> ids -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Bundle:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_bundle(BUNDLE)
+
+
+@pytest.fixture(scope="module")
+def ids_by_stage(bundle, tmp_path_factory) -> dict[str, list[list[int]]]:
+    """The ids of `TEXTS` as the data module, the bundle and the explainer read them with the bundle's
+    tokenizer and max length."""
+    folder = tmp_path_factory.mktemp("shared-rules")
+    rows = [{"text": text, "label": i % 2} for i, text in enumerate(TEXTS.values())]
+    data = SentimentDataModule(
+        data_files={"train": write_table(folder / "train.parquet", rows), "test": write_table(folder / "test.parquet", rows)},
+        label_names=["negative", "positive"],
+        validation_fraction=0,
+        tokenizer_file=str(BUNDLE / "tokenizer.json"),
+        eval_max_length=bundle.max_length,
+    )
+    token_ids, lengths, _ = bundle.encode(list(TEXTS.values()))
+    explainer = Explainer(bundle.model, bundle.tokenizer, bundle.max_length)
+    return {
+        "data": [data.splits["test"][row]["input_ids"].tolist() for row in range(len(TEXTS))],
+        "bundle": [row[:length].tolist() for row, length in zip(token_ids, lengths)],
+        "explainer": [encode_text(explainer.tokenizer, text, explainer.max_length).ids for text in TEXTS.values()],
+    }
+
+
+@pytest.mark.parametrize("name", ["empty", "spaces"])
+def test_an_empty_review_reads_as_one_unknown_word_everywhere(ids_by_stage, name):
+    row = list(TEXTS).index(name)
+    assert {stage: ids[row] for stage, ids in ids_by_stage.items()} == {stage: [UNK_ID] for stage in ids_by_stage}
+
+
+def test_every_stage_reads_a_review_as_the_same_ids_and_cuts_a_long_one_at_max_length(ids_by_stage, bundle):
+    data, bundle_ids, explainer = ids_by_stage["data"], ids_by_stage["bundle"], ids_by_stage["explainer"]
+    assert data == bundle_ids == explainer
+    assert len(data[list(TEXTS).index("long")]) == bundle.max_length
+    assert len(data[list(TEXTS).index("normal")]) == len(TEXTS["normal"].split())
+
+
+def test_predict_file_gives_each_review_the_probabilities_of_the_shared_ids(ids_by_stage, bundle, tmp_path):
+    source = write_table(tmp_path / "reviews.jsonl", [{"text": text} for text in TEXTS.values()])
+    predict_file(bundle, source, tmp_path / "out.jsonl", batch_size=1, progress=False)
+    written = [list(json.loads(line)["probabilities"].values()) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    with torch.no_grad():
+        expected = [bundle.model(torch.tensor([ids]), torch.tensor([len(ids)])).softmax(-1)[0].tolist() for ids in ids_by_stage["data"]]
+    torch.testing.assert_close(torch.tensor(written), torch.tensor(expected), rtol=0, atol=1e-6)
+
+
+def test_the_explainer_explains_with_the_bundle_s_probabilities(bundle):
+    explainer = Explainer(bundle.model, bundle.tokenizer, bundle.max_length)
+    texts = [TEXTS["normal"], TEXTS["long"]]
+    reports = [explainer.explain(text, memory_probes=0) for text in texts]
+    probabilities = torch.tensor([r["probabilities"] for r in reports])
+    torch.testing.assert_close(probabilities, bundle.predict_proba(texts), rtol=0, atol=1e-6)
+
+
+def test_encoding_needs_room_for_at_least_one_token(bundle):
+    with pytest.raises(ValueError, match="max_length must be at least 1, got 0"):
+        encode_texts(bundle.tokenizer, ["fine"], 0)
+
+
+# --- tokens -> words ---------------------------------------------------------------------------------------
+
+CORPUS = ["this cereal is amazing and i am buying it again", "the box gave up all its crunch in milk", "bland and stale"]
+
+
+def wordpiece():
+    return train_tokenizer([CORPUS], kind="wordpiece", vocab_size=60, min_frequency=1)
+
+
+def test_the_pieces_of_one_word_are_one_unit_spanning_the_word_as_typed():
+    text = "Unbelievable <br />crunch, DEFINITELY"
+    [ids], [encoding] = encode_texts(wordpiece(), [text], 64, offsets=True)
+    token_word, spans = group_words(encoding, len(ids))
+    assert [text[start:end] for start, end in spans] == ["Unbelievable", "crunch", ",", "DEFINITELY"]
+    assert len(token_word) == len(ids) > len(spans)  # several words were cut into pieces
+    assert token_word == sorted(token_word) and set(token_word) == set(range(len(spans)))
+
+
+def test_a_text_without_tokens_has_no_words_though_it_reads_as_unknown():
+    [ids], [encoding] = encode_texts(wordpiece(), ["   "], 64, offsets=True)
+    assert ids == [UNK_ID] and group_words(encoding, len(ids)) == ([], [])
+
+
+def test_predict_file_s_top_words_are_whole_words_of_the_review():
+    tokenizer = wordpiece()
+    torch.manual_seed(0)
+    model = SentimentClassifier(tokenizer.get_vocab_size(), ["negative", "positive"], cell="gru", embedding_dim=8, hidden_size=6)
+    bundle = Bundle(PortableClassifier.from_classifier(model).eval(), tokenizer, {"max_length": 64, "label_names": ["negative", "positive"]})
+    texts = ["Unbelievable crunch, DEFINITELY", ""]
+    token_ids, lengths, encodings = bundle.encode(texts, offsets=True)
+    with torch.no_grad():
+        words = top_retained_words(bundle, token_ids, lengths, encodings, texts, k=10)
+    assert sorted(words[0]) == sorted(["Unbelievable", "crunch", ",", "DEFINITELY"]) and words[1] == []
