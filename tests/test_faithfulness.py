@@ -111,12 +111,12 @@ def test_class_probabilities_of_a_padded_batch_are_those_of_each_review_alone():
     torch.testing.assert_close(batched, alone, rtol=0, atol=1e-6)
 
 
-def test_contribution_scores_are_the_explainer_s_word_contributions_for_the_predicted_class():
+def test_contribution_scores_are_the_explainer_s_word_pushes_towards_the_predicted_class():
     ex = explainer("gru")
     text = "i expected to hate it , but the flavour won me over"
     report = ex.explain(text, memory_probes=0)
     c = report["classes"].index(report["label"])
-    expected = torch.tensor([w["contributions"][c] - sum(w["contributions"]) / 2 for w in report["words"]])
+    expected = torch.tensor([w["contributions"][c] - w["contributions"][1 - c] for w in report["words"]])
     ids = ex.tokenizer.encode(text, add_special_tokens=False).ids
     review = Review(torch.tensor(ids), torch.arange(len(ids)), len(ids), c)  # word tokenizer: one token per word
     torch.testing.assert_close(contribution_scores(ex, [review])[0].double(), expected.double(), rtol=0, atol=1e-5)
@@ -155,7 +155,7 @@ def test_the_batch_size_changes_the_cost_not_the_scores():
 
 
 def test_occlusion_is_the_best_first_deletion_on_reviews_of_at_most_five_words():
-    # K = 1 there, and for two classes occlusion's score is half the drop in the log-odds of the predicted
+    # K = 1 there, and for two classes occlusion's score is the drop in the log-odds of the predicted
     # class: the word it ranks first is, by definition, the one whose removal lowers p_c most.
     for seed in range(3):
         report = evaluate_faithfulness(explainer("lstm", seed=seed), SHORT_REVIEWS)

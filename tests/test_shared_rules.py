@@ -1,8 +1,10 @@
-"""Rules that several stages share, each written once: how text becomes ids and how tokens group into words."""
+"""Rules that several stages share, each written once: how text becomes ids, how tokens group into words,
+and how strongly a word pushes towards a class."""
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -10,11 +12,13 @@ import pytest
 import torch
 
 from conftest import REPO, write_table
+from sentikit.app.page import signed_scores
 from sentikit.bundle.bundle import Bundle, load_bundle
 from sentikit.bundle.predict_file import predict_file, top_retained_words
 from sentikit.data.datamodule import SentimentDataModule
 from sentikit.data.tokenizer import UNK_ID, encode_texts, group_words, train_tokenizer
 from sentikit.explain.explainer import Explainer, encode_text
+from sentikit.explain.scores import push, word_pushes
 from sentikit.gates.portable import PortableClassifier
 from sentikit.nn.classifier import SentimentClassifier
 
@@ -123,3 +127,41 @@ def test_predict_file_s_top_words_are_whole_words_of_the_review():
     with torch.no_grad():
         words = top_retained_words(bundle, token_ids, lengths, encodings, texts, k=10)
     assert sorted(words[0]) == sorted(["Unbelievable", "crunch", ",", "DEFINITELY"]) and words[1] == []
+
+
+# --- the push of a word ------------------------------------------------------------------------------------
+
+
+def test_for_two_classes_the_push_is_the_difference_of_the_two_contributions():
+    contributions = torch.tensor([[1.0, 3.0], [2.0, -1.0]])
+    assert push(contributions, 1).tolist() == [2.0, -3.0]
+    assert push(contributions, 0).tolist() == [-2.0, 3.0]
+
+
+def test_for_three_classes_the_push_is_the_contribution_minus_the_mean_of_the_others():
+    contributions = torch.tensor([[3.0, 1.0, 0.0], [0.0, 0.0, 6.0]])
+    assert push(contributions, 0).tolist() == [2.5, -3.0]
+    assert push(contributions, 2).tolist() == [-2.0, 6.0]
+    assert push(contributions + 10.0, 0).tolist() == [2.5, -3.0]  # a shift of every logit changes nothing
+
+
+def report_of(contributions: list[list[float]], classes: list[str], label: str) -> dict:
+    return {"classes": classes, "label": label, "words": [{"contributions": c} for c in contributions]}
+
+
+def test_the_terminal_and_the_page_show_the_same_push():
+    two = report_of([[1.0, 3.0], [2.0, -1.0]], ["negative", "positive"], "positive")
+    assert word_pushes(two) == signed_scores(two) == [2.0, -3.0]
+    three = report_of([[3.0, 1.0, 0.0]], ["a", "b", "c"], "a")
+    assert word_pushes(three) == signed_scores(three) == [2.5]
+
+
+def test_for_two_classes_the_pushes_and_the_bias_s_add_up_to_the_log_odds_of_the_prediction():
+    tokenizer = train_tokenizer([CORPUS], vocab_size=200, min_frequency=1)
+    torch.manual_seed(0)
+    model = SentimentClassifier(tokenizer.get_vocab_size(), ["negative", "positive"], cell="lstm", embedding_dim=8, hidden_size=6)
+    report = Explainer(model, tokenizer, 64).explain("this cereal is amazing , not bland", memory_probes=0)
+    c = report["classes"].index(report["label"])
+    total = sum(word_pushes(report)) + float(push(torch.tensor(report["bias"]), c))
+    p = report["probabilities"]
+    assert total == pytest.approx(math.log(p[c] / p[1 - c]), abs=1e-4)

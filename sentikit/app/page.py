@@ -1,14 +1,15 @@
 """What the demo page shows for one review, built from the bundles' explanations (no Gradio here).
 
-The app (`sentikit/app.py`) is a layout around these functions: it sends the text to `explain_review`,
+The app (`app/layout.py`) is a layout around these functions: it sends the text to `explain_review`,
 which runs every served bundle's `Explainer.explain`, and draws what `model_view` and `survival_frame`
 make of the reports. Keeping the page's content here makes it testable without a browser or a server.
 
 What each view means:
 
-- highlights: each word's signed contribution. For two classes it is the push towards the second class
-  (`positive` for SST-2) minus the push towards the first, so one colour means one class whatever the
-  prediction; for more classes, the push towards the predicted class against the mean of the others.
+- highlights: each word's push (`explain.scores.push`: its contribution to a class minus the mean of its
+  contributions to the others). For two classes, the push towards the second class (`positive` for
+  SST-2; its part of the log-odds of that class), so one colour means one class whatever the
+  prediction; for more classes, the push towards the predicted class.
   Strength is relative to the review's strongest word. LSTM and GRU use the exact gates split, the RNN
   leave-one-out occlusion (it has no gates to split through), and the page says which;
 - retention (the toggle): the share of the final memory that each word's write still holds (LSTM and
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 from sentikit.errors import ConfigError
 from sentikit.explain.explainer import Explainer
+from sentikit.explain.scores import word_pushes
 
 Highlight = Literal["contribution", "retention"]
 HIGHLIGHTS: tuple[Highlight, ...] = ("contribution", "retention")
@@ -119,14 +121,9 @@ def explain_review(models: list[DemoModel], text: str) -> list[dict[str, Any]]:
 
 
 def signed_scores(report: dict[str, Any]) -> list[float]:
-    """Per word: the push towards the second class minus the first (two classes), or towards the predicted
-    class minus the mean of the others (more classes). See the module docstring."""
-    classes = report["classes"]
-    if len(classes) == 2:
-        return [w["contributions"][1] - w["contributions"][0] for w in report["words"]]
-    target = classes.index(report["label"])
-    others = len(classes) - 1
-    return [w["contributions"][target] - (sum(w["contributions"]) - w["contributions"][target]) / others for w in report["words"]]
+    """Per word: the push towards the second class (two classes) or the predicted class (more classes).
+    See the module docstring."""
+    return word_pushes(report, towards=1 if len(report["classes"]) == 2 else None)
 
 
 def survival_scores(report: dict[str, Any]) -> tuple[list[float], str]:

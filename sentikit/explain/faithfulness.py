@@ -23,9 +23,10 @@ The methods, each ranking words by its score for `c`:
   (the `[PAD]` embedding is zero), `n_steps=50`, attributions summed over the embedding dimensions;
 - `random`: a seeded random ordering of the words.
 
-`contributions` and `occlusion` give one number per class; they rank by `s_c - mean_j s_j` (for two
-classes, half the push towards `c` against the other class). The gradient methods attribute the
-predicted class's logit directly.
+`contributions` and `occlusion` give one number per class; they rank by the push towards `c`
+(`scores.push`: `s_c - mean_{j != c} s_j`, for two classes the word's part of the log-odds of `c`), the
+score the explanations colour words by. The gradient methods attribute the predicted class's logit
+directly.
 
 Cost is the mean wall-clock time (`time.perf_counter`) per review to compute a method's word scores
 from the review's token ids and predicted class: the tokenization and the forward pass that finds the
@@ -55,6 +56,7 @@ import torch
 
 from sentikit.errors import ConfigError
 from sentikit.explain.explainer import Explainer, encode_text, occlusion
+from sentikit.explain.scores import push
 from sentikit.nn.classifier import SentimentClassifier
 from sentikit.data.tokenizer import right_pad
 
@@ -125,11 +127,6 @@ class Review:
         return torch.zeros(self.num_words, dtype=token_scores.dtype).index_add_(0, self.token_word, token_scores)
 
 
-def centred(scores: torch.Tensor, target: int) -> torch.Tensor:
-    """`(time, classes)` -> `(time,)`: the score for `target` minus the mean over classes."""
-    return scores[:, target] - scores.mean(-1)
-
-
 def padded(reviews: Sequence[Review]) -> tuple[torch.Tensor, torch.Tensor]:
     """`(batch, time)` right-padded token ids and `(batch,)` lengths of `reviews`."""
     return right_pad([r.ids for r in reviews])
@@ -144,11 +141,11 @@ Scorer = Callable[[Explainer, Sequence[Review]], list[torch.Tensor]]
 def contribution_scores(explainer: Explainer, reviews: Sequence[Review]) -> list[torch.Tensor]:
     ids, lengths = padded(reviews)
     parts = explainer.token_contributions(ids, lengths)  # (batch, time, classes)
-    return [r.per_word(centred(parts[row, : len(r.ids)], r.target)) for row, r in enumerate(reviews)]
+    return [r.per_word(push(parts[row, : len(r.ids)], r.target)) for row, r in enumerate(reviews)]
 
 
 def occlusion_scores(explainer: Explainer, reviews: Sequence[Review]) -> list[torch.Tensor]:
-    return [r.per_word(centred(occlusion(explainer.model, r.ids), r.target)) for r in reviews]
+    return [r.per_word(push(occlusion(explainer.model, r.ids), r.target)) for r in reviews]
 
 
 def target_logits(model: torch.nn.Module, embedded: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """An explanation (the dict of `Explainer.explain`) as coloured terminal text, for `sentikit explain`.
 
-Each word of the review is coloured by its push towards the predicted class `c`: its contribution to
-`c` minus the mean of its contributions over classes (for two classes, half its push towards `c`
-against the other class). Green words push towards the prediction, red ones away from it; the
+Each word of the review is coloured by its push towards the predicted class (`scores.push`: its
+contribution to that class minus the mean of its contributions to the others; for two classes, its part
+of the log-odds). Green words push towards the prediction, red ones away from it; the
 stronger the push relative to the review's strongest word, the stronger the colour. Text between the
 words (spaces, anything the tokenizer dropped) is printed as it was.
 """
@@ -16,15 +16,11 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
+from sentikit.explain.scores import word_pushes
+
 NEUTRAL = (150, 150, 150)  # a word with no push, in a grey readable on dark and light terminals
 TOWARDS = (20, 190, 60)  # green: pushes towards the predicted class
 AWAY = (220, 40, 40)  # red: pushes away from it
-
-
-def push_towards_prediction(report: dict[str, Any]) -> list[float]:
-    """Each word's contribution to the predicted class minus its mean contribution over classes."""
-    c = report["classes"].index(report["label"])
-    return [w["contributions"][c] - sum(w["contributions"]) / len(w["contributions"]) for w in report["words"]]
 
 
 def word_style(push: float, strongest: float) -> Style:
@@ -41,7 +37,7 @@ def render(report: dict[str, Any]) -> Group:
     probabilities = "  ".join(f"{name} {p:.3f}" for name, p in zip(report["classes"], report["probabilities"]))
     header = Text.assemble((label, Style(bold=True)), f"   ({probabilities})")
 
-    text, pushes = report["text"], push_towards_prediction(report)
+    text, pushes = report["text"], word_pushes(report)
     strongest = max((abs(p) for p in pushes), default=0.0)
     body, position = Text(), 0
     for word, push in zip(report["words"], pushes):
