@@ -1,10 +1,11 @@
 """Rules that several stages share, each written once: how text becomes ids, how tokens group into words,
-and how strongly a word pushes towards a class."""
+how strongly a word pushes towards a class, and how a file is written."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import torch
 
 from conftest import REPO, write_table
 from sentikit.app.page import signed_scores
+from sentikit.atomic import atomic_open, partial_path, write_bytes, write_json, write_text
 from sentikit.bundle.bundle import Bundle, load_bundle
 from sentikit.bundle.predict_file import predict_file, top_retained_words
+from sentikit.compare.report import save_plot
 from sentikit.data.datamodule import SentimentDataModule
 from sentikit.data.tokenizer import UNK_ID, encode_texts, group_words, train_tokenizer
 from sentikit.explain.explainer import Explainer, encode_text
@@ -165,3 +168,85 @@ def test_for_two_classes_the_pushes_and_the_bias_s_add_up_to_the_log_odds_of_the
     total = sum(word_pushes(report)) + float(push(torch.tensor(report["bias"]), c))
     p = report["probabilities"]
     assert total == pytest.approx(math.log(p[c] / p[1 - c]), abs=1e-4)
+
+
+# --- files written whole -----------------------------------------------------------------------------------
+
+WRITERS = {
+    "write_text": lambda path: write_text(path, "new"),
+    "write_bytes": lambda path: write_bytes(path, b"new"),
+    "write_json": lambda path: write_json(path, "new"),
+}
+
+
+def failing_fsync(descriptor: int) -> None:
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_write_that_fails_leaves_the_previous_file_and_no_partial_file(tmp_path, monkeypatch, writer):
+    target = tmp_path / "meta.json"
+    target.write_text("old")
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        WRITERS[writer](target)
+    assert target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_file_is_synced_to_disk_before_it_replaces_the_old_one_and_its_folder_after(tmp_path, monkeypatch, writer):
+    target = tmp_path / "meta.json"
+    target.write_text("old")
+    seen = []  # what a reader of the target would find at each sync
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (seen.append(target.read_text()), real_fsync(descriptor)))
+    WRITERS[writer](target)
+    assert seen == ["old", target.read_text()] and "new" in seen[1]
+
+
+def test_a_stream_that_fails_midway_keeps_its_partial_file_only_when_asked(tmp_path):
+    target = tmp_path / "predictions.jsonl"
+    target.write_text("old\n")
+    for keep in (False, True):
+        with pytest.raises(RuntimeError), atomic_open(target, "w", keep_partial=keep) as out:
+            out.write("row 0\n")
+            raise RuntimeError("killed")
+        assert target.read_text() == "old\n" and partial_path(target).exists() == keep
+    with atomic_open(target, "a") as out:  # the kept partial file is continued
+        out.write("row 1\n")
+    assert target.read_text() == "row 0\nrow 1\n" and not partial_path(target).exists()
+
+
+def test_predict_file_syncs_its_whole_output_to_disk_before_renaming_it(bundle, tmp_path, monkeypatch):
+    source = write_table(tmp_path / "reviews.jsonl", [{"text": text} for text in TEXTS.values()])
+    output = tmp_path / "out.jsonl"
+    partial_sizes = []  # the partial output's size at each sync while the output does not exist yet
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if not output.exists() and partial_path(output).exists():
+            partial_sizes.append(partial_path(output).stat().st_size)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    predict_file(bundle, source, output, batch_size=2, progress=False)
+    assert partial_sizes[-1] == output.stat().st_size > 0
+
+
+def test_a_plot_that_fails_to_save_leaves_the_previous_plot_and_no_partial_file(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    path = tmp_path / "learning_curves.png"
+    save_plot(plt.figure(), path)
+    before = path.read_bytes()
+    figure = plt.figure()
+    monkeypatch.setattr(figure, "savefig", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        save_plot(figure, path)
+    assert path.read_bytes() == before and before.startswith(b"\x89PNG") and sorted(tmp_path.iterdir()) == [path]

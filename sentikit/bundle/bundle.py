@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from tokenizers import Tokenizer
 
-from sentikit.atomic import write_json
+from sentikit.atomic import sync_folder, write_bytes, write_json
 from sentikit.errors import ConfigError
 from sentikit.gates.portable import PortableClassifier
 from sentikit.data.tokenizer import PAD_ID, encode_texts, right_pad, tokenizer_from_string
@@ -145,12 +145,13 @@ def export_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
-        (staging / model_file).write_bytes(model_bytes)
-        (staging / "tokenizer.json").write_bytes(tokenizer_bytes)
+        write_bytes(staging / model_file, model_bytes)
+        write_bytes(staging / "tokenizer.json", tokenizer_bytes)
         write_meta(staging, meta)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         staging.rename(out)
+        sync_folder(out.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

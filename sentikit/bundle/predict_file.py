@@ -6,9 +6,9 @@ in padded batches and written as JSON Lines, one object per input row:
     {"row": 0, "label": "positive", "probabilities": {"negative": 0.03, "positive": 0.97}, "top_words": ["amazing", ...]}
 
 `top_words` (with `top_words > 0`) are the words whose writes the gates retained most in the final memory
-(gated cells read through their final state only). The output is written under `OUTPUT.partial` and
-renamed into place at the end: a reader never sees a half-written file, and an existing output is only
-replaced with `force`.
+(gated cells read through their final state only). The output is written under `OUTPUT.partial`, synced
+to disk and renamed into place at the end (`atomic.atomic_open`): a reader never sees a half-written file,
+and an existing output is only replaced with `force`.
 
 Resuming. Each batch is flushed as soon as it is predicted, so a killed run (`kill -9`, an out-of-memory
 kill, a lost job slot) leaves every finished batch in `OUTPUT.partial`, and at worst one half-written line
@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 
-from sentikit.atomic import write_json
+from sentikit.atomic import atomic_open, partial_path, write_json
 from sentikit.bundle.bundle import Bundle
 from sentikit.data.tokenizer import group_words
 from sentikit.errors import ConfigError
@@ -305,7 +304,7 @@ def predict_file(
         )
     if resume and force:
         raise ConfigError("--resume continues an interrupted run and --force starts over; pass only one of them")
-    partial = output_path.with_name(output_path.name + ".partial")
+    partial = partial_path(output_path)
     sidecar = output_path.with_name(output_path.name + ".partial.json")
     resuming = resume and partial.exists()
     rows = 0
@@ -333,7 +332,8 @@ def predict_file(
 
     bar = tqdm(total=count_rows(input_path), initial=rows, unit=" reviews", disable=not progress)
     try:
-        with partial.open("ab" if resuming else "wb") as out, torch.no_grad():
+        # On failure OUTPUT.partial stays for --resume (a ConfigError about the input removes it below).
+        with atomic_open(output_path, "ab" if resuming else "wb", keep_partial=True) as out, torch.no_grad():
             for batch in iter_column_batches(input_path, [text_column], batch_size, skip=rows):
                 texts = batch[text_column]
                 for offset, text in enumerate(texts):
@@ -345,9 +345,6 @@ def predict_file(
                 out.flush()  # a kill loses what sits in Python's buffer, never what the kernel has
                 rows += len(texts)
                 bar.update(len(texts))
-            out.flush()
-            os.fsync(out.fileno())
-        partial.replace(output_path)
         sidecar.unlink(missing_ok=True)
     except ConfigError:
         if not resuming:  # a problem in the input: no rerun of the same input could finish this partial output

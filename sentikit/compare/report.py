@@ -7,15 +7,13 @@ PNG files. Means and sample standard deviations are over seeds; a single seed ha
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shlex
 import statistics
 from pathlib import Path
 from typing import Any
 
-from sentikit.atomic import write_text
+from sentikit.atomic import atomic_open, write_json, write_text
 
 # How far back the table reads the memory-decay curve: a sentence's length in SST-2, early in a review
 # in IMDB. The full curve is in report.json and memory_decay.png.
@@ -104,7 +102,7 @@ def _mean_buckets(per_run: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def write_report(report: dict[str, Any], out: Path) -> str:
     """Write report.json, the plots and report.md into `out`; return the Markdown table."""
-    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_json(out / "report.json", report)
     plot_learning_curves(report, out / PLOTS["learning_curves"])
     plot_memory_decay(report, out / PLOTS["memory_decay"])
     plot_accuracy_by_length(report, out / PLOTS["accuracy_by_length"])
@@ -261,7 +259,7 @@ def plot_learning_curves(report: dict[str, Any], path: Path) -> None:
         axes.grid(alpha=0.3)
     by_epoch.legend()
     figure.suptitle("Learning curves (one line per seed)")
-    _save(figure, path)
+    save_plot(figure, path)
 
 
 def plot_memory_decay(report: dict[str, Any], path: Path) -> None:
@@ -277,7 +275,7 @@ def plot_memory_decay(report: dict[str, Any], path: Path) -> None:
     axes.set_title("How much the final state still depends on each earlier word")
     axes.grid(alpha=0.3, which="both")
     axes.legend()
-    _save(figure, path)
+    save_plot(figure, path)
 
 
 def plot_accuracy_by_length(report: dict[str, Any], path: Path) -> None:
@@ -304,14 +302,16 @@ def plot_accuracy_by_length(report: dict[str, Any], path: Path) -> None:
     axes.set_ylim(max(0.0, low - 10), 100)
     axes.grid(alpha=0.3, axis="y")
     axes.legend()
-    _save(figure, path)
+    save_plot(figure, path)
 
 
-def _save(figure, path: Path) -> None:
-    partial = path.with_name(path.stem + ".partial.png")
-    figure.tight_layout()
-    figure.savefig(partial, dpi=110)
+def save_plot(figure, path: Path) -> None:
+    """Write `figure` to `path` as PNG, atomically, and close it."""
     import matplotlib.pyplot as plt
 
-    plt.close(figure)
-    os.replace(partial, path)
+    figure.tight_layout()
+    try:
+        with atomic_open(path, "wb") as out:
+            figure.savefig(out, format="png", dpi=110)
+    finally:
+        plt.close(figure)
