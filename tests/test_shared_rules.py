@@ -250,3 +250,22 @@ def test_a_plot_that_fails_to_save_leaves_the_previous_plot_and_no_partial_file(
     with pytest.raises(OSError, match="disk full"):
         save_plot(figure, path)
     assert path.read_bytes() == before and before.startswith(b"\x89PNG") and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_checkpoint_is_synced_to_disk_before_it_replaces_the_previous_one(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sentikit.training.callbacks import SentikitCheckpoint
+
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"previous")
+    trainer = SimpleNamespace(
+        save_checkpoint=lambda path, weights_only: Path(path).write_bytes(b"new"), global_step=7, is_global_zero=True, loggers=[]
+    )
+    synced: list[bytes] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (synced.append(target.read_bytes()), real_fsync(descriptor)))
+    SentikitCheckpoint(dirpath=tmp_path)._save_checkpoint(trainer, str(target))
+    assert target.read_bytes() == b"new" and not (tmp_path / "last.ckpt.partial").exists()
+    assert synced[0] == b"previous"  # the new file was synced while the old one was still in place
+    assert len(synced) >= 2  # then the folder, which records the rename

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
+from sentikit.atomic import sync_folder
 from sentikit.errors import ConfigError
 from sentikit.data.tokenizer import save_tokenizer
 
@@ -87,7 +88,12 @@ class SentikitCheckpoint(ModelCheckpoint):
         try:
             super()._save_checkpoint(trainer, partial)
             if trainer.is_global_zero:
+                # Lightning writes without a sync: flush the file, then the rename, to the disk, so that
+                # a power loss cannot leave a renamed but empty checkpoint.
+                with open(partial, "rb") as written:
+                    os.fsync(written.fileno())
                 os.replace(partial, filepath)
+                sync_folder(os.path.dirname(filepath) or ".")
         except OSError as error:
             if trainer.is_global_zero and os.path.exists(partial):
                 os.remove(partial)
