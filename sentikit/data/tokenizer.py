@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,12 @@ TokenizerKind = Literal["word", "wordpiece", "bpe"]
 
 PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1  # the trainers add the special tokens first, in this order
+
+# Scripts written without spaces between words: CJK ideographs (with the iteration mark 々), hiragana,
+# and katakana with its prolonged sound mark ー.
+CJK_CHARACTER = r"[\p{Han}\p{Hiragana}\p{Katakana}々ー]"
+CJK_RUN = CJK_CHARACTER + "+"
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u30fc]")
 
 # IMDB reviews carry raw HTML line breaks (`<br />`, `<br/>`, `<BR>`).
 HTML_BREAK = Regex(r"(?i)<br\s*/?>")
@@ -56,7 +63,11 @@ def group_words(encoding: Encoding, num_tokens: int) -> tuple[list[int], list[tu
     A word is what the pre-tokenizer cut (a run of letters, or of punctuation): the sub-word pieces of
     one word share it, and its span runs from its first piece's start to its last piece's end, so
     `text[start:end]` is the word as typed. Scores per token are summed per word with `token_word`. Only
-    the encoding's own tokens have a word: the `[UNK]` that stands for a text without tokens has none."""
+    the encoding's own tokens have a word: the `[UNK]` that stands for a text without tokens has none.
+
+    In Chinese and Japanese, where no space marks a word, each piece is a unit of its own (a character,
+    or a piece that `bpe`/`wordpiece` learned), so a highlight can land on the characters that carry
+    the sentiment rather than on a whole clause."""
     token_word: list[int] = []
     spans: list[tuple[int, int]] = []
     previous = None
@@ -64,7 +75,7 @@ def group_words(encoding: Encoding, num_tokens: int) -> tuple[list[int], list[tu
         word, (start, end) = encoding.word_ids[position], encoding.offsets[position]
         if word is None:
             raise ValueError("group_words needs word ids: encode with encode_texts(..., offsets=True)")
-        if word != previous:
+        if word != previous or _CJK.search(encoding.tokens[position]):
             spans.append((start, end))
             previous = word
         else:  # another piece of the same word
@@ -84,10 +95,18 @@ def right_pad(sequences) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_tokenizer(kind: TokenizerKind = "word", lowercase: bool = True, strip_html: bool = True) -> Tokenizer:
-    """An untrained tokenizer: normalizers -> whitespace/punctuation pre-tokenizer -> `kind` model.
+    """An untrained tokenizer: normalizers -> pre-tokenizer -> `kind` model.
 
     `word` keeps whole words (one embedding per word, the classic RNN setup); `wordpiece` and `bpe`
     split rare words into sub-words so that no word is unknown.
+
+    Chinese and Japanese are written without spaces, so a whitespace pre-tokenizer would read a whole
+    clause as one "word", almost always unknown. Runs of CJK ideographs, hiragana and katakana are cut
+    away from the rest of the text first: `word` and `wordpiece` read them one character at a time (as
+    BERT's Chinese tokenizer does; WordPiece would turn a whole run into one `[UNK]` for a single
+    unseen character), while `bpe` learns frequent multi-character pieces inside each run (`CJK_RUN`). Everything else, English mixed in included, is cut at spaces and
+    punctuation, and full-width punctuation (`，`, `。`, `！`) is a token of its own. Every token keeps its
+    character offsets into the original text (the normalizers keep the alignment).
     """
     steps = [normalizers.NFKC()]
     if strip_html:
@@ -104,8 +123,14 @@ def build_tokenizer(kind: TokenizerKind = "word", lowercase: bool = True, strip_
     else:
         raise ConfigError(f"unknown tokenizer kind {kind!r}; choose one of 'word', 'wordpiece', 'bpe'")
     tokenizer.normalizer = normalizers.Sequence(steps)
-    # Words and runs of punctuation ("!!!", ":)") become separate tokens.
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    cjk = CJK_RUN if kind == "bpe" else CJK_CHARACTER
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(cjk), behavior="isolated"),
+            # Words and runs of punctuation ("!!!", ":)") become separate tokens.
+            pre_tokenizers.Whitespace(),
+        ]
+    )
     return tokenizer
 
 

@@ -1,0 +1,78 @@
+"""Chinese and Japanese, written without spaces: the tokenizer cuts them into pieces that keep their
+place in the text, and the words an explanation colours are those pieces."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentikit.data.tokenizer import encode_texts, group_words, load_tokenizer, save_tokenizer, train_tokenizer
+
+CHINESE = ["这家店的水果很新鲜，下次还会再买", "质量很差，再也不买了！", "物流很快，包装也很好。", "非常失望，水果都坏了"]
+JAPANESE = ["この映画は本当に素晴らしかった！", "サービスが悪くて、二度と行きません。", "とても美味しいラーメンでした"]
+MIXED = ["买了iPhone 15，great！！", "这个app很好用, highly recommended", "ソニーのheadphonesは最高です"]
+ALL = CHINESE + JAPANESE + MIXED
+
+
+@pytest.fixture(scope="module", params=["word", "wordpiece", "bpe"])
+def tokenizer(request):
+    return train_tokenizer([ALL * 3], kind=request.param, vocab_size=500, min_frequency=1)
+
+
+def pieces(tokenizer, text: str) -> list[str]:
+    _, (encoding,) = encode_texts(tokenizer, [text], 512, offsets=True)
+    return [text[start:end] for start, end in encoding.offsets]
+
+
+@pytest.mark.parametrize("text", ALL)
+def test_every_piece_is_an_exact_slice_of_the_text_and_together_they_cover_it(tokenizer, text):
+    _, (encoding,) = encode_texts(tokenizer, [text], 512, offsets=True)
+    starts = [start for start, _ in encoding.offsets]
+    assert starts == sorted(starts)
+    assert "".join(pieces(tokenizer, text)) == "".join(text.split())  # every character but the spaces, in order
+
+
+def test_a_chinese_review_is_read_in_many_pieces_not_as_one_word(tokenizer):
+    assert len(pieces(tokenizer, "这家酒店非常好，服务很周到")) > 4
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+def test_word_and_wordpiece_read_chinese_and_japanese_one_character_at_a_time(kind):
+    tokenizer = train_tokenizer([ALL], kind=kind, vocab_size=500, min_frequency=1)
+    assert pieces(tokenizer, "很新鲜") == ["很", "新", "鲜"]
+    assert pieces(tokenizer, "素晴らしい") == ["素", "晴", "ら", "し", "い"]
+
+
+def test_an_unseen_character_is_one_unknown_piece_not_a_lost_clause(tokenizer):
+    assert len(pieces(tokenizer, "这家酒店非常好，服务很周到")) >= 13
+
+
+def test_bpe_learns_multi_character_pieces_inside_a_run():
+    tokenizer = train_tokenizer([["很新鲜"] * 50 + CHINESE], kind="bpe", vocab_size=300, min_frequency=2)
+    assert "很新鲜" in pieces(tokenizer, "水果很新鲜")
+
+
+@pytest.mark.parametrize("mark", ["，", "。", "！", "、", "？"])
+def test_full_width_punctuation_is_a_piece_of_its_own(tokenizer, mark):
+    assert mark in pieces(tokenizer, f"很好{mark}很快")
+
+
+def test_english_inside_chinese_is_still_cut_at_spaces_and_punctuation(tokenizer):
+    got = pieces(tokenizer, "买了iPhone 15，great！！")
+    assert "iPhone" in "".join(got) and "great" in "".join(got)
+    assert not any("了i" in piece or "e1" in piece for piece in got)  # no piece crosses a script boundary or a space
+
+
+def test_each_chinese_piece_is_its_own_word_and_an_english_word_stays_whole():
+    tokenizer = train_tokenizer([ALL * 3], kind="wordpiece", vocab_size=120, min_frequency=1)
+    text = "水果很新鲜 headphones"
+    ids, (encoding,) = encode_texts(tokenizer, [text], 512, offsets=True)
+    _, spans = group_words(encoding, len(ids[0]))
+    words = [text[start:end] for start, end in spans]
+    assert words[:5] == ["水", "果", "很", "新", "鲜"] and words[-1] == "headphones"
+
+
+def test_a_saved_tokenizer_cuts_the_same_pieces(tokenizer, tmp_path):
+    reloaded = load_tokenizer(save_tokenizer(tokenizer, tmp_path / "tokenizer.json"))
+    for text in ALL:
+        assert pieces(reloaded, text) == pieces(tokenizer, text)
+        assert encode_texts(reloaded, [text], 512)[0] == encode_texts(tokenizer, [text], 512)[0]
