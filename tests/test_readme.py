@@ -39,10 +39,11 @@ EXPLAIN = next((c for c in COMMANDS if c.startswith("sentikit explain")), "")
 PREDICT_FILE = next((c for c in COMMANDS if c.startswith("sentikit predict-file")), "")
 FIT = "sentikit fit -c configs/sst2-gru.yaml"
 TEST = next((c for c in COMMANDS if c.startswith("sentikit test")), "")
+EXPORT_ONNX = next((c for c in COMMANDS if c.startswith("sentikit export") and "--format onnx" in c), "")
 RESUME = "sentikit fit -c configs/sst2-gru.yaml --ckpt_path last"
 FAST_TESTS = 'python -m pytest -m "not slow"'
 ALL_TESTS = "python -m pytest"
-RUN_HERE = {INSTALL, APP, EXPLAIN, PREDICT_FILE, FIT, TEST, RESUME, FAST_TESTS, ALL_TESTS}
+RUN_HERE = {INSTALL, APP, EXPLAIN, PREDICT_FILE, FIT, TEST, EXPORT_ONNX, RESUME, FAST_TESTS, ALL_TESTS}
 
 
 def test_every_readme_command_is_run_by_a_test():
@@ -68,7 +69,8 @@ def run(command: str, cwd: Path, *extra: str, timeout: int = 600) -> subprocess.
 
 def test_the_install_command_is_the_one_ci_runs():
     ci = (REPO / ".ci" / "run").read_text()
-    assert "pip install --quiet torch==2.13.0" in ci and 'pip install --quiet -e ".[dev]"' in ci
+    # CI adds the optional ONNX extra, so that the ONNX bundle tests run there too.
+    assert "pip install --quiet torch==2.13.0" in ci and 'pip install --quiet -e ".[dev,onnx]"' in ci
 
 
 @pytest.mark.slow
@@ -116,6 +118,14 @@ def test_the_readme_s_test_command_scores_the_best_checkpoint(main_job, scratch)
     result = run(TEST, scratch, "--trainer.limit_test_batches", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test_acc" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_s_onnx_export_writes_a_bundle_of_the_best_checkpoint(main_job, scratch):
+    pytest.importorskip("onnxruntime", reason='the onnx extra is not installed (pip install -e ".[onnx]")')
+    result = run(EXPORT_ONNX, scratch)  # the README's example, which reads this bundle, runs in test_onnx.py
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((scratch / "bundles" / "sst2-gru-onnx" / "meta.json").read_text())["model_format"] == "onnx"
 
 
 @pytest.mark.slow

@@ -18,6 +18,9 @@ What each view means:
 - gates: each word's gate values averaged over units and both directions, in PyTorch's conventions
   (the GRU's `z` keeps the OLD state);
 - survival: the retention (or memory decay) curves of all models over the word positions, one plot.
+
+A forward-only bundle (ONNX, `torch.export`) is served for its prediction alone: its column shows the
+label and probabilities, and says that explanations need a TorchScript bundle (`prediction_report`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
+from sentikit.bundle.bundle import Bundle
 from sentikit.errors import ConfigError
 from sentikit.explain.explainer import Explainer
 from sentikit.explain.scores import word_pushes
@@ -52,11 +58,12 @@ CELL_NAMES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 @dataclass
 class DemoModel:
-    """One served bundle."""
+    """One served bundle: explained (TorchScript), or only predicted (`explainer` None: ONNX, torch.export)."""
 
     name: str  # the bundle's folder (or zip) name, e.g. `sst2-lstm`
-    explainer: Explainer
+    explainer: Explainer | None
     meta: dict[str, Any]
+    bundle: Bundle | None = None  # the forward-only bundle that predicts when there is no explainer
 
     @classmethod
     def from_bundle(cls, path: str | Path) -> "DemoModel":
@@ -64,12 +71,18 @@ class DemoModel:
 
         path = Path(path)
         bundle = load_bundle(path)
-        explainer = Explainer(bundle.model, bundle.tokenizer, bundle.max_length)
-        return cls(path.name.removesuffix(".zip"), explainer, bundle.meta)
+        name = path.name.removesuffix(".zip")
+        if bundle.forward_only:
+            return cls(name, None, bundle.meta, bundle)
+        return cls(name, Explainer(bundle.model, bundle.tokenizer, bundle.max_length), bundle.meta)
 
     @property
     def cell(self) -> str:
-        return self.explainer.cell
+        return self.explainer.cell if self.explainer else self.meta["cell"]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.explainer.classes if self.explainer else self.bundle.label_names
 
     @property
     def title(self) -> str:
@@ -112,7 +125,33 @@ def explain_one(model: DemoModel, text: str) -> dict[str, Any]:
     estimate is only computed where the page needs it: for models without an exact gates split."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("the review is empty: type or paste a review first")
+    if model.explainer is None:
+        return prediction_report(model.bundle, text)
     return model.explainer.explain(text, memory_probes=0 if model.explainer.exact else MEMORY_PROBES)
+
+
+def prediction_report(bundle: Bundle, text: str) -> dict[str, Any]:
+    """A forward-only bundle's reading of `text` in `Explainer.explain`'s structure: the label, probabilities
+    and logits, `method` `"none"` and no words, with `explanation` saying why."""
+    token_ids, lengths, encodings = bundle.encode([text])
+    with torch.no_grad():
+        logits = bundle.model(token_ids, lengths)[0]
+    probabilities = logits.softmax(-1)
+    num_tokens = len(encodings[0].ids)
+    return {
+        "text": text,
+        "label": bundle.label_names[int(probabilities.argmax())],
+        "classes": bundle.label_names,
+        "probabilities": probabilities.tolist(),
+        "logits": logits.tolist(),
+        "method": "none",
+        "explanation": f"{bundle.forward_only} predicts only: explanations need a TorchScript bundle",
+        "cell": bundle.meta["cell"],
+        "num_tokens": num_tokens,
+        "max_length": bundle.max_length,
+        "truncated": num_tokens > bundle.max_length,
+        "words": [],
+    }
 
 
 def explain_review(models: list[DemoModel], text: str) -> list[dict[str, Any]]:
@@ -186,7 +225,7 @@ def legend_html(models: list[DemoModel], highlight: Highlight) -> str:
             "memory the word's write still holds (LSTM, GRU); for the RNN, its memory decay (gradient) share. "
             "Darker: more of it survives."
         )
-    classes = models[0].explainer.classes if models else ["class 0", "class 1"]
+    classes = models[0].classes if models else ["class 0", "class 1"]
     if len(classes) == 2:
         return (
             f'<span class="sk-swatch" style="background-color: rgba({CLASS_COLOURS[1]}, 0.8)"></span> pushed towards '
@@ -234,6 +273,14 @@ class ModelView:
 
 def model_view(model: DemoModel, report: dict[str, Any], highlight: Highlight = "contribution") -> ModelView:
     probability = max(report["probabilities"])
+    if report["method"] == "none":
+        return ModelView(
+            title=model.title,
+            probabilities=dict(zip(report["classes"], report["probabilities"])),
+            highlight=f'<div class="sk-highlight" dir="auto">{html.escape(report["text"])}</div>',
+            gates=f'<p class="sk-note">{html.escape(report["explanation"])}.</p>',
+            summary=f"**{report['label']}** ({100 * probability:.1f}%) · {report['explanation']}",
+        )
     if report["method"] == "gates":
         method = "words scored by the exact gates split"
     else:

@@ -12,9 +12,16 @@ for right-padded ids of exactly `meta["input_length"]` tokens (`bundle/exported.
     program = torch.export.load("bundles/sst2-gru/model.pt2").module()
     logits = program(token_ids, lengths)               # token_ids padded to input_length
 
+`sentikit export --format onnx` writes `model.onnx`: an ONNX graph with forward only, for right-padded ids
+of any length, that runs in ONNX Runtime without torch (`bundle/onnx_graph.py`; docs/bundles.md has a
+complete example):
+
+    session = onnxruntime.InferenceSession("bundles/sst2-gru/model.onnx")
+    logits = session.run(["logits"], {"token_ids": token_ids, "lengths": lengths})[0]   # int64 numpy arrays
+
 The same folder zipped (`.zip`) loads too. Loading parses `meta.json` as data, refuses a newer format
-version, checks both hashes and only then hands `model.pt` to `torch.jit.load`, which runs no pickle
-code. A user without sentikit needs only torch and tokenizers:
+version, checks both hashes and only then hands `model.pt` to `torch.jit.load` (or `model.onnx` to
+ONNX Runtime), which runs no pickle code. A user without sentikit needs only torch and tokenizers:
 
     model = torch.jit.load("bundles/sst2-gru/model.pt")
     logits = model(token_ids, lengths)                 # (batch, classes)
@@ -48,8 +55,10 @@ if TYPE_CHECKING:
     from sentikit.nn.classifier import SentimentClassifier
 
 FORMAT_VERSION = 1
-ModelFormat = Literal["torchscript", "exported"]
-MODEL_FILES: dict[str, str] = {"torchscript": "model.pt", "exported": "model.pt2"}
+ModelFormat = Literal["torchscript", "exported", "onnx"]
+MODEL_FILES: dict[str, str] = {"torchscript": "model.pt", "exported": "model.pt2", "onnx": "model.onnx"}
+# How messages name a bundle of each format; all but TorchScript have a forward pass only (no explanations).
+FORMAT_NAMES: dict[str, str] = {"torchscript": "a TorchScript bundle", "exported": "an exported bundle", "onnx": "an ONNX bundle"}
 
 
 def sha256(content: bytes) -> str:
@@ -85,8 +94,9 @@ def export_bundle(
 ) -> Path:
     """Export a sentikit checkpoint to a bundle folder `out` (written under a temporary name and renamed
     into place, so a failed export leaves nothing half-made). `validation` (from `evaluate_bundle`) is
-    recorded in `meta.json` when given. `model_format`: `torchscript` (`model.pt`: forward and explain)
-    or `exported` (`model.pt2`, a `torch.export` program: forward only, fixed input length).
+    recorded in `meta.json` when given. `model_format`: `torchscript` (`model.pt`: forward and explain),
+    `exported` (`model.pt2`, a `torch.export` program: forward only, fixed input length) or `onnx`
+    (`model.onnx`, for ONNX Runtime: forward only, any length; needs the `onnx` extra).
     `max_length`: the most tokens of a review the bundle reads; by default the checkpoint's (its training
     run's `data.eval_max_length`). Returns the folder."""
     if model_format not in MODEL_FILES:
@@ -96,16 +106,29 @@ def export_bundle(
     from sentikit.checkpoint import checkpoint_extras, read_checkpoint
     from sentikit.nn.classifier import classifier_from_checkpoint
 
+    if model_format == "onnx":
+        from sentikit.bundle.onnx_graph import runtime_versions
+
+        runtime_versions()  # onnx and onnxruntime are installed, or one line says how, before any work
     out = Path(out)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to replace it")
     checkpoint = read_checkpoint(ckpt)
     loaded, extras = classifier_from_checkpoint(checkpoint, ckpt), checkpoint_extras(checkpoint, ckpt)
     length = max_length or loaded.max_length
+    format_meta: dict[str, Any] = {}  # what this format adds to meta.json
+    versions = {"sentikit": _sentikit_version(), "torch": torch.__version__}
     if model_format == "exported":
         from sentikit.bundle.exported import export_program
 
         model_bytes = export_program(loaded.model.eval(), length)
+        format_meta["input_length"] = length
+    elif model_format == "onnx":
+        from sentikit.bundle.onnx_graph import OPSET, export_onnx, runtime_versions
+
+        model_bytes = export_onnx(loaded.model)
+        format_meta["onnx_opset"] = OPSET
+        versions.update(runtime_versions())
     else:
         portable = PortableClassifier.from_classifier(loaded.model)
         with warnings.catch_warnings():
@@ -133,11 +156,11 @@ def export_bundle(
         "vocab_size": hparams["vocab_size"],
         "num_parameters": loaded.model.num_parameters,
         "max_length": length,
-        **({"input_length": length} if model_format == "exported" else {}),
+        **format_meta,
         "pad_id": PAD_ID,
         "training": {"data": extras.get("source"), "checkpoint": Path(ckpt).name, **checkpoint_summary(checkpoint)},
         "validation": validation,
-        "versions": {"sentikit": _sentikit_version(), "torch": torch.__version__},
+        "versions": versions,
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": {model_file: sha256(model_bytes), "tokenizer.json": sha256(tokenizer_bytes)},
     }
@@ -161,9 +184,10 @@ def export_bundle(
 @dataclass
 class Bundle:
     """A loaded bundle: the scripted model (eval mode, CPU; for an exported bundle, its program behind
-    `exported.PaddedProgram`, forward only), its tokenizer and its `meta.json`."""
+    `exported.PaddedProgram`; for an ONNX bundle, its ONNX Runtime session behind `onnx_graph.OnnxSession`:
+    both forward only), its tokenizer and its `meta.json`."""
 
-    model: Any  # torch.jit.ScriptModule, or exported.PaddedProgram
+    model: Any  # torch.jit.ScriptModule, exported.PaddedProgram or onnx_graph.OnnxSession
     tokenizer: Tokenizer
     meta: dict[str, Any]
 
@@ -174,6 +198,17 @@ class Bundle:
     @property
     def label_names(self) -> list[str]:
         return list(self.meta["label_names"])
+
+    @property
+    def model_format(self) -> str:
+        return self.meta.get("model_format", "torchscript")
+
+    @property
+    def forward_only(self) -> str | None:
+        """Why this bundle cannot explain (`"an ONNX bundle (model.onnx, forward only)"`), or `None` when it can."""
+        if self.model_format == "torchscript":
+            return None
+        return f"{FORMAT_NAMES[self.model_format]} ({MODEL_FILES[self.model_format]}, forward only)"
 
     def encode(self, texts: list[str], offsets: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
         """Right-padded token ids `(batch, time)`, lengths `(batch,)` and the encodings, which carry word ids
@@ -249,6 +284,10 @@ def load_bundle(path: str | Path) -> Bundle:
                 f"{path}/{name} does not match the sha256 recorded in meta.json: it was changed or corrupted after export"
             )
     tokenizer = tokenizer_from_string(files["tokenizer.json"].decode("utf-8"), f"{path}/tokenizer.json")
+    if model_format == "onnx":
+        from sentikit.bundle.onnx_graph import OnnxSession
+
+        return Bundle(OnnxSession(files[model_file], f"{path}/{model_file}"), tokenizer, meta)
     if model_format == "exported":
         from sentikit.bundle.exported import PaddedProgram
 

@@ -19,14 +19,15 @@ from sentikit.errors import ConfigError
 
 
 def export_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="sentikit export", description="Export a checkpoint to a bundle (model.pt or model.pt2, tokenizer.json, meta.json).")
+    parser = argparse.ArgumentParser(prog="sentikit export", description="Export a checkpoint to a bundle (model.pt, model.pt2 or model.onnx, tokenizer.json, meta.json).")
     parser.add_argument("--ckpt", required=True, help="a sentikit checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="the bundle folder to write")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     parser.add_argument(
-        "--format", choices=("torchscript", "exported"), default="torchscript",
+        "--format", choices=("torchscript", "exported", "onnx"), default="torchscript",
         help="torchscript (default): model.pt, forward and explain, packed sequences; exported: model.pt2, a torch.export "
-        "program, forward only, every review padded to the max length (docs/bundles.md)",
+        "program, forward only, every review padded to the max length; onnx: model.onnx for ONNX Runtime, forward only, "
+        'each review read to its own length, needs pip install -e ".[onnx]" (docs/bundles.md)',
     )
     parser.add_argument(
         "--max-length", type=int,
@@ -53,6 +54,8 @@ def export_command(argv: list[str]) -> None:
         print(f"accuracy on {v['file']}: {100 * v['accuracy']:.2f}% of {v['examples']}")
     if args.format == "torchscript":
         print("model.pt is TorchScript; torch 2.13 calls torch.jit.script deprecated, but it runs and loads unchanged (docs/bundles.md)")
+    elif args.format == "onnx":
+        print(f"model.onnx runs in ONNX Runtime without torch (opset {bundle.meta['onnx_opset']}): forward only, explanations need a TorchScript bundle (docs/bundles.md)")
     else:
         print(f"model.pt2 is a torch.export program: forward only, token ids padded to {bundle.meta['input_length']} (docs/bundles.md)")
 

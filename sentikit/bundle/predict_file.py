@@ -296,8 +296,8 @@ def predict_file(
     output_path = Path(output_path)
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    if top_words and bundle.meta.get("model_format") == "exported":
-        raise ConfigError("top words need the gates' retention, which an exported bundle (forward only) does not have; use a TorchScript bundle")
+    if top_words and bundle.forward_only:
+        raise ConfigError(f"top words need the gates' retention, which {bundle.forward_only} does not have; use a TorchScript bundle")
     if top_words and not bool(bundle.model.exact):
         raise ConfigError(
             f"top words need the gates' retention, which a {bundle.meta['cell']} with {bundle.meta['pooling']} pooling does not have"

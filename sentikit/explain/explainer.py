@@ -102,10 +102,10 @@ class Explainer:
         from sentikit.bundle.bundle import load_bundle
 
         bundle = load_bundle(path)
-        if bundle.meta.get("model_format") == "exported":
+        if bundle.forward_only:
             raise ConfigError(
-                f"{path} is an exported bundle (model.pt2, forward only); explanations need a TorchScript bundle "
-                "(sentikit export without --format exported)"
+                f"{path} is {bundle.forward_only}; explanations need a TorchScript bundle "
+                f"(sentikit export without --format {bundle.model_format})"
             )
         return cls(bundle.model, bundle.tokenizer, bundle.max_length)
 
