@@ -211,6 +211,7 @@ def small_queue_url(tmp_path_factory):
         yield url
 
 
+@pytest.mark.slow  # a second server of its own
 def test_requests_beyond_the_queue_are_refused_at_once_and_the_others_answered(small_queue_url):
     long_review = ODD_REVIEWS[-1]  # the RNN's occlusion over 128 tokens: a slow request
     body = {"data": [long_review, "rnn"]}

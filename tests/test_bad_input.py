@@ -254,6 +254,7 @@ def test_labels_given_as_class_names_train_with_those_classes(tmp_path, monkeypa
     assert torch.load(best, weights_only=True)["SentimentDataModule"]["classes"] == names
 
 
+@pytest.mark.slow
 def test_a_10_mb_review_is_truncated_to_max_length_and_trains(tmp_path, monkeypatch, capsys, caplog):
     rows = reviews()
     rows[3]["text"] = "a warm and generous film . " * (10_000_000 // 27)

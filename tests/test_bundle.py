@@ -137,6 +137,7 @@ json.dump(results, open(sys.argv[2], "w"))
 """
 
 
+@pytest.mark.slow  # 15 torch.export runs; the exported format is checked in-process by the fast tests below
 def test_an_exported_program_gives_the_checkpoint_s_logits_in_a_process_without_sentikit(tmp_path, tokenizer):
     bundles, expected = {}, {}
     for cell, bidirectional, layers, pooling in POOLINGS:

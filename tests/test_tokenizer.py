@@ -78,7 +78,7 @@ def test_vocab_size_too_small_is_refused():
         train_tokenizer([CORPUS], vocab_size=2)
 
 
-@pytest.mark.parametrize("kind", ["word", "wordpiece", "bpe"])
+@pytest.mark.parametrize("kind", ["word", pytest.param("wordpiece", marks=pytest.mark.slow), pytest.param("bpe", marks=pytest.mark.slow)])
 def test_separate_processes_train_identical_tokenizers(kind):
     # Each DDP rank is its own process and trains its own tokenizer: ids must agree exactly.
     import subprocess
