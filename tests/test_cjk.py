@@ -76,3 +76,25 @@ def test_a_saved_tokenizer_cuts_the_same_pieces(tokenizer, tmp_path):
     for text in ALL:
         assert pieces(reloaded, text) == pieces(tokenizer, text)
         assert encode_texts(reloaded, [text], 512)[0] == encode_texts(tokenizer, [text], 512)[0]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("text", [JAPANESE[0], CHINESE[0], MIXED[2]])
+def test_an_explanation_of_japanese_or_chinese_colours_slices_of_the_text_and_splits_the_logits_exactly(cell, text):
+    import torch
+
+    from sentikit.explain.explainer import Explainer
+    from sentikit.nn.classifier import SentimentClassifier
+
+    tokenizer = train_tokenizer([ALL * 3], kind="word", vocab_size=500, min_frequency=1)
+    torch.manual_seed(0)
+    model = SentimentClassifier(tokenizer.get_vocab_size(), ["negative", "positive"], cell=cell, embedding_dim=8, hidden_size=6).eval()
+    report = Explainer(model, tokenizer, max_length=64).explain(text)
+    words = report["words"]
+    assert len(words) > 5
+    assert all(text[w["start"] : w["end"]] == w["word"] for w in words)
+    cjk_words = [w["word"] for w in words if any("\u3040" <= ch <= "\u9fff" for ch in w["word"])]
+    assert cjk_words and all(len(word) == 1 for word in cjk_words)  # one character each
+    for k in range(2):
+        total = sum(w["contributions"][k] for w in words) + report["bias"][k]
+        assert total == pytest.approx(report["logits"][k], abs=1e-4)
