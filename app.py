@@ -1,4 +1,4 @@
-"""The sentikit demo: `python app.py` serves the shipped SST-2 bundles on http://127.0.0.1:7860.
+"""The sentikit demo: `python app.py` serves the shipped English (SST-2) and Chinese bundles on http://127.0.0.1:7860.
 
 `python app.py --help` lists the options; the page itself is built by `sentikit.app.layout` and `sentikit.app.page`.
 """

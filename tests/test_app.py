@@ -1,9 +1,11 @@
-"""The running app: `python app.py` in a subprocess, called through its API and driven in a real browser.
+"""The running app: `python app.py` in a subprocess, called through its API and driven in a real browser
+(in English, Chinese and Japanese).
 
 The app is started, and called over plain HTTP, by `sentikit.app.load`, the harness that the load
 benchmark (`benchmarks/app_load.py`) drives it with too; its load (20 clients, 500 requests) is also
 sent here, as a slow test."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sentikit.app.i18n import STATIC
 from sentikit.app.layout import (
-    DEFAULT_BUNDLES, EXAMPLES, MAX_BODY_BYTES, MAX_REVIEW_CHARS, build_app, build_parser, check_model_name, check_review,
+    DEFAULT_BUNDLES, EXAMPLES, MAX_BODY_BYTES, MAX_REVIEW_CHARS, ZH_EXAMPLES, build_app, build_parser, check_model_name, check_review,
 )
 from sentikit.app.load import (
     BAD_INPUTS, ODD_REVIEWS, RSS_GROWTH_BOUND_MB, call, compare_with_local, plan, rss_growth_mb, running_app, send_all,
@@ -74,6 +77,30 @@ def test_the_endpoint_defaults_to_the_first_model_and_names_a_wrong_one_or_an_em
         api.predict("a fine film", "bert", api_name="/explain")
     with pytest.raises(AppError, match="the review is empty"):
         api.predict("   ", api_name="/explain")
+
+
+def test_a_chinese_review_without_a_model_named_is_explained_by_the_first_chinese_model_an_english_one_by_the_first_english(app_url, local_models):
+    api = client(app_url)
+    chinese = next(m for m in local_models if m.language == "zh")
+    text = ZH_EXAMPLES[0]
+    result = api.predict(text, api_name="/explain")
+    assert result["cell"] == chinese.cell and result["label"] == "positive"
+    assert result["probabilities"] == pytest.approx(explain_one(chinese, text)["probabilities"], abs=1e-4)
+    assert [w["word"] for w in result["words"]] == list(text)  # one unit per character, punctuation included
+    english = api.predict(EXAMPLES[0], api_name="/explain")
+    assert english["cell"] == "rnn" and english["probabilities"] == pytest.approx(explain_one(local_models[0], EXAMPLES[0])["probabilities"], abs=1e-4)
+
+
+def test_a_cell_picks_the_model_of_the_review_s_language_and_a_bundle_name_is_used_as_named(app_url, local_models):
+    api = client(app_url)
+    text = ZH_EXAMPLES[3]  # negative
+    by_name = {m.name: m for m in local_models}
+    as_gru = api.predict(text, "gru", api_name="/explain")
+    assert as_gru["probabilities"] == pytest.approx(explain_one(by_name["zh-shopping-gru"], text)["probabilities"], abs=1e-4)
+    assert as_gru["label"] == "negative"
+    as_named = api.predict(text, "sst2-gru", api_name="/explain")
+    assert as_named["probabilities"] == pytest.approx(explain_one(by_name["sst2-gru"], text)["probabilities"], abs=1e-4)
+    assert as_named["probabilities"] != pytest.approx(as_gru["probabilities"], abs=1e-3)
 
 
 def test_a_review_just_under_the_length_limit_is_answered_truncated(app_url):
@@ -241,49 +268,107 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_path):
-    """Also the README's picture: `SENTIKIT_SCREENSHOT=docs/images/app.png python -m pytest tests/test_app.py
-    -k browser` writes the page, as the browser shows it after Explain, there."""
+@contextlib.contextmanager
+def browser_page(locale: str):
+    """A chromium page (1280 x 900) whose browser's language is `locale`, as Playwright sets it: both
+    `navigator.language` and the `Accept-Language` of its requests. Skips where chromium or playwright is missing."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     executable = chromium_path()
     if executable is None:
         pytest.skip("no chromium on this machine: `apt-get install -y chromium` (.ci/run installs it where it can)")
-    text = EXAMPLES[0]
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(app_url)
-            assert page.get_attribute("#review textarea", "maxlength") == str(MAX_REVIEW_CHARS)
-            page.fill("#review textarea", text)
-            page.click("#explain-button")
-            for column in range(3):
-                page.wait_for_selector(f"#highlight-{column} .sk-word", timeout=30_000)
-            lstm_words = page.locator("#highlight-1 .sk-word").all_inner_texts()
-            assert lstm_words[:4] == ["This", "cereal", "is", "amazing"]
-            assert all(word in text for word in lstm_words)
-            assert "positive" in page.inner_text("#summary-1") and "occlusion" in page.inner_text("#summary-0")
-            amazing = page.locator("#highlight-1 .sk-word", has_text="amazing")
-            assert "22, 163, 74" in amazing.get_attribute("style")  # green: pushed towards positive
-
-            # The README's picture (docs/images/app.png): the page down to the three columns' gates.
-            for column in (1, 2):
-                page.wait_for_selector(f"#gates-{column} table", timeout=30_000)
-            bottom = page.evaluate("Math.max(...[0, 1, 2].map(i => document.querySelector('#gates-' + i).getBoundingClientRect().bottom)) + window.scrollY")
-            screenshot = tmp_path / "app.png"
-            page.screenshot(path=str(screenshot), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": bottom + 12})
-            png = screenshot.read_bytes()
-            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-            width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk's
-            assert width == 1280 and abs(height - (bottom + 12)) <= 1
-            if target := os.environ.get("SENTIKIT_SCREENSHOT"):
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(screenshot, target)
-
-            page.locator("#highlight input[value='retention']").check()
-            page.wait_for_function("document.querySelector('#highlight-1 .sk-word').title.includes('retention')", timeout=30_000)
+            yield browser.new_context(locale=locale, viewport={"width": 1280, "height": 900}).new_page()
         finally:
             browser.close()
+
+
+def screenshot_down_to_the_gates(page, columns: list[int], path: Path, target: str | None) -> None:
+    """The page from its top down to the lowest gate heatmap of `columns`, 1280 wide, checked as a PNG; copied
+    to `target` too when given (the docs' pictures)."""
+    for column in columns:
+        page.wait_for_selector(f"#gates-{column} .sk-note", timeout=30_000)  # a heatmap, or the RNN's note
+    bottom = page.evaluate(
+        f"Math.max(...{columns}.map(i => document.querySelector('#gates-' + i).getBoundingClientRect().bottom)) + window.scrollY"
+    )
+    page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": bottom + 12})
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk's
+    assert width == 1280 and abs(height - (bottom + 12)) <= 1
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def test_a_browser_types_a_review_and_reads_the_highlighted_words(app_url, tmp_path):
+    """Also the README's picture: `SENTIKIT_SCREENSHOT=docs/images/app.png python -m pytest tests/test_app.py
+    -k browser_types` writes the page, as the browser shows it after Explain, there."""
+    text = EXAMPLES[0]
+    with browser_page("en-US") as page:
+        page.goto(app_url)
+        assert page.get_attribute("#review textarea", "maxlength") == str(MAX_REVIEW_CHARS)
+        page.fill("#review textarea", text)
+        page.click("#explain-button")
+        for column in range(3):
+            page.wait_for_selector(f"#highlight-{column} .sk-word", timeout=30_000)
+        lstm_words = page.locator("#highlight-1 .sk-word").all_inner_texts()
+        assert lstm_words[:4] == ["This", "cereal", "is", "amazing"]
+        assert all(word in text for word in lstm_words)
+        assert "positive" in page.inner_text("#summary-1") and "occlusion" in page.inner_text("#summary-0")
+        amazing = page.locator("#highlight-1 .sk-word", has_text="amazing")
+        assert "22, 163, 74" in amazing.get_attribute("style")  # green: pushed towards positive
+        assert page.locator("#models-zh").is_hidden() and page.inner_text("#route-note").strip() == ""
+        assert page.title() == STATIC["en"]["title"]
+
+        # The README's picture (docs/images/app.png): the page down to the three columns' gates.
+        screenshot_down_to_the_gates(page, [0, 1, 2], tmp_path / "app.png", os.environ.get("SENTIKIT_SCREENSHOT"))
+
+        page.locator("#highlight input[value='retention']").check()
+        page.wait_for_function("document.querySelector('#highlight-1 .sk-word').title.includes('retention')", timeout=30_000)
+
+
+def test_a_chinese_browser_shows_the_page_in_chinese_and_a_chinese_review_coloured_character_by_character(app_url, tmp_path, local_models):
+    """Also docs/app.md's Chinese picture: `SENTIKIT_SCREENSHOT_ZH=docs/images/app-zh.png python -m pytest
+    tests/test_app.py -k chinese_browser` writes the page after Explain there."""
+    chinese = [index for index, model in enumerate(local_models) if model.language == "zh"]
+    text = ZH_EXAMPLES[0]
+    with browser_page("zh-CN") as page:
+        page.goto(app_url)
+        page.wait_for_selector("#models-zh", state="visible", timeout=30_000)  # before any review: the page's language's models
+        assert page.locator("#models-en").is_hidden()
+        assert page.inner_text("h1") == "sentikit：门记住了什么"
+        assert page.inner_text("#explain-button").strip() == "解释" and "评论" in page.inner_text("#review")
+        assert page.get_attribute("#review textarea", "placeholder") == f"输入或粘贴一条评论（最多 {MAX_REVIEW_CHARS:,} 个字符）"
+        page.wait_for_function(f"document.title === {STATIC['zh']['title']!r}", timeout=10_000)
+        page.fill("#review textarea", text)
+        page.click("#explain-button")
+        for column in chinese:
+            page.wait_for_selector(f"#highlight-{column} .sk-word", timeout=30_000)
+            characters = page.locator(f"#highlight-{column} .sk-word").all_inner_texts()
+            assert characters == list(text)  # one coloured span per character
+        gru = chinese[-1]
+        assert "正面" in page.inner_text(f"#summary-{gru}") and "门的精确分解" in page.inner_text(f"#summary-{gru}")
+        crisp = page.locator(f"#highlight-{gru} .sk-word", has_text="脆")
+        assert "22, 163, 74" in crisp.get_attribute("style")  # green: pushed towards positive
+        assert "推向" in page.inner_text("#legend") and page.locator("#models-en").is_hidden()
+
+        screenshot_down_to_the_gates(page, chinese, tmp_path / "app-zh.png", os.environ.get("SENTIKIT_SCREENSHOT_ZH"))
+
+
+def test_a_japanese_browser_shows_the_page_in_japanese_and_a_japanese_review_goes_to_the_chinese_models_saying_so(app_url, local_models):
+    chinese = [index for index, model in enumerate(local_models) if model.language == "zh"]
+    with browser_page("ja-JP") as page:
+        page.goto(app_url)
+        page.wait_for_selector("#models-zh", state="visible", timeout=30_000)  # no Japanese model: the Chinese ones
+        assert page.inner_text("h1") == "sentikit：ゲートは何を覚えていたか"
+        assert page.inner_text("#explain-button").strip() == "説明" and "レビュー" in page.inner_text("#review")
+        page.fill("#review textarea", ZH_EXAMPLES[-1])
+        page.click("#explain-button")
+        page.wait_for_selector(f"#highlight-{chinese[0]} .sk-word", timeout=30_000)
+        assert "日本語のモデルはありません" in page.inner_text("#route-note")
+        assert "ポジティブ" in page.inner_text("#legend") and "ポジティブ" in page.inner_text(f"#summary-{chinese[0]}")
 
 
 def test_memory_growth_past_the_bound_counts_only_if_a_second_round_of_the_load_grows_it_again():

@@ -1,13 +1,15 @@
 """The Gradio demo: type a review, see which words each cell's gates kept.
 
-    python app.py                                  # the shipped SST-2 bundles (RNN, LSTM, GRU)
+    python app.py                                  # the shipped bundles: SST-2 and Chinese shopping reviews (RNN, LSTM, GRU each)
     python app.py --bundle DIR [--bundle DIR ...]  # your own bundles (`sentikit export`)
     python app.py --host 0.0.0.0 --port 8080       # reachable from other machines (default: this one only)
 
 Only the layout lives here; what the page shows for a text is built by `sentikit.app.page`, which is tested
-without a server. Besides the page, the app serves a named API endpoint, `/explain` (text, and
-optionally a model name), which returns `Explainer.explain`'s JSON: `gradio_client.Client(url).predict(
-"a review", api_name="/explain")`.
+without a server. A review goes to the models of its language (`page.route_review`: English, Chinese, or
+Japanese read by the Chinese models), whose columns the page shows; the page's own text follows the
+browser's language (`app/i18n.py`). Besides the page, the app serves a named API endpoint, `/explain`
+(text, and optionally a model name), which returns `Explainer.explain`'s JSON: `gradio_client.Client(url).predict(
+"a review", api_name="/explain")`; without a model name, the review's language picks the first model of it.
 
 The app reads bundles only: no checkpoint, no training code path, no network.
 
@@ -21,20 +23,29 @@ log. Memory stays flat under load (`SESSIONS_KEPT`, `limit_malloc_arenas`): `ben
 sends 20 clients' 500 requests, bad ones among them, to a running app and checks all of this.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Gradio hands a page's request to an event function whose
+# parameter is annotated `gr.Request`, and finds that annotation with `typing.get_type_hints`, which cannot
+# resolve the name `gr` imported inside `build_app` from a string.
 import argparse
 import ctypes
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from sentikit.errors import ConfigError
-from sentikit.app.page import HIGHLIGHTS, DemoModel, explain_one, explain_review, find_model, legend_html, load_models, model_view, survival_frame
+from sentikit.app.i18n import STATIC, gradio_translations, message
+from sentikit.app.language import LANGUAGE_NAMES, LANGUAGES, Route, page_language, route
+from sentikit.app.page import (
+    HIGHLIGHTS, DemoModel, explain_one, explain_review, find_model, legend_html, load_models, model_view, route_review, survival_frame,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "bundles"
-DEFAULT_BUNDLES = [SHIPPED / f"sst2-{cell}" for cell in ("rnn", "lstm", "gru")]
+# English (SST-2) first: the first served model is the API's default for a review in no served language.
+SHIPPED_BUNDLES = [SHIPPED / f"{data}-{cell}" for data in ("sst2", "zh-shopping") for cell in ("rnn", "lstm", "gru")]
+# A checkout without some of them serves the others (`main` names the missing ones in its log).
+DEFAULT_BUNDLES = [path for path in SHIPPED_BUNDLES if path.exists()]
 LOG = logging.getLogger("sentikit.app.layout")
 
 # The longest review the server accepts. The shipped models read the first 128 tokens and the page
@@ -73,21 +84,22 @@ EXAMPLES = [
     "The service was slow and the soup was cold, yet the dessert alone was worth the trip.",
 ]
 
-INTRO = """# sentikit: what the gates kept
-
-Type a review and press **Explain**. Each column is one model reading the same text: a plain RNN, an LSTM
-and a GRU trained on the same SST-2 sentences. Words are coloured by how much they pushed the prediction
-(the exact split of the logits through the LSTM's and GRU's gates; leave-one-out occlusion for the RNN,
-which has no gates). Switch the highlight to **retention** to see how much of each word's write is still in
-the final memory: the gated cells hold on to the words that matter, while the plain RNN's memory of early
-words fades (its curve is the gradient of the final state, the vanishing gradient).
-
-The shipped models are bidirectional: their backward half reads the review from the end, so the first
-words are its most recent ones, which is why the opening word keeps a share of the memory.
-
-Conventions are PyTorch's. LSTM: `c_t = f_t * c_(t-1) + i_t * g_t`, `h_t = o_t * tanh(c_t)`, a forget gate near 1
-keeps the old memory. GRU: `h_t = (1 - z_t) * n_t + z_t * h_(t-1)`: the update gate `z` shown here is the share
-of the **old** state kept (many articles call `1 - z` the update gate)."""
+# Written for this project, each read by the Chinese GRU as the comment says: the cereal review again
+# (positive; 脆, 香 and 好吃 push it most, and the gates keep 再买 to the end), one that turns late, one
+# mixed, one negative, and a Japanese one, which the Chinese models read (`language.route`).
+ZH_EXAMPLES = [
+    "这款麦片超级好吃：又脆又香，甜度刚好，我肯定还会再买。",
+    "以为这部手机会很卡，没想到用起来非常流畅，拍照也很清晰。",
+    "屏幕很清晰，电池也耐用，就是价格有点贵。",
+    "质量太差了，用了两天就坏了，客服也不理人，再也不会买了。",
+    "このシリアルはとても美味しい。サクサクで甘すぎない。また買います。",
+]
+# The browser tab's title in the browser's language (Gradio translates the page, not the tab's title).
+TITLE_JS = """() => {
+  const titles = %s;
+  const language = (navigator.language || "en").split("-")[0];
+  if (titles[language]) document.title = titles[language];
+}""" % json.dumps({language: texts["title"] for language, texts in STATIC.items()}, ensure_ascii=False)
 
 CSS = """
 .sk-highlight { line-height: 2.1; font-size: 1.05rem; white-space: pre-wrap; }
@@ -99,8 +111,10 @@ CSS = """
 .sk-gates td { min-width: 1.6em; height: 1.6em; border: 1px solid #e5e7eb; }
 .sk-gates th { font-weight: normal; padding: 2px 4px; white-space: nowrap; }
 .sk-gates tr:first-child th { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; }
+.sk-gates tr:first-child th:is([lang="zh"], [lang="ja"]) { transform: none; text-align: right; }  /* characters upright, top to bottom */
 .sk-gates th.sk-gate { text-align: right; }
 .sk-note { font-size: 0.8rem; color: #6b7280; }
+#route-note { color: #92400e; }
 """
 
 
@@ -168,9 +182,24 @@ class BodyLimit:
         await self.app(scope, counted_receive, send)
 
 
-def build_app(models: list[DemoModel]):
-    """The page for `models` (one column each), with the `/explain` API endpoint and a bounded queue."""
+def translations(models: list[DemoModel]):
+    """The page's fixed texts in every language as Gradio's `gr.I18n` (`app/i18n.py`), with each model's
+    column heading (`sk_model_<index>`), for `Blocks.launch(i18n=...)`."""
     import gradio as gr
+
+    headings = {language: {f"model_{i}": f"### {m.heading(language)}" for i, m in enumerate(models)} for language in LANGUAGES}
+    return gr.I18n(**gradio_translations(headings, limit=f"{MAX_REVIEW_CHARS:,}"))
+
+
+def build_app(models: list[DemoModel]):
+    """The page for `models` (one column each, grouped by language), with the `/explain` API endpoint and a
+    bounded queue. A review shows the columns of the models that read it (`route_review`)."""
+    import gradio as gr
+
+    groups: dict[str, list[int]] = {}  # language -> the indices of its models, in the served order
+    for index, model in enumerate(models):
+        groups.setdefault(model.language, []).append(index)
+    i18n = translations(models)  # its keys; `main` hands the texts to `launch`
 
     def user_error(error: Exception) -> Exception:
         """A message for the page, never a traceback: user mistakes as they are; bugs logged with their
@@ -183,66 +212,121 @@ def build_app(models: list[DemoModel]):
         message = f"sentikit could not explain this review: an internal error ({type(error).__name__}), logged on the server"
         return gr.Error(message, print_exception=False)
 
-    def show(models_reports: list[dict[str, Any]] | None, highlight: str) -> list[Any]:
-        if not models_reports:
-            return [gr.skip()] * (4 * len(models) + 2)
-        outputs: list[Any] = [legend_html(models, highlight)]
-        for model, report in zip(models, models_reports):
-            view = model_view(model, report, highlight)
+    def language_of(request: gr.Request | None) -> str:
+        return page_language(request.headers.get("accept-language") if request else None)
+
+    def shown_groups(readers: list[int]) -> list[Any]:
+        return [gr.update(visible=any(i in readers for i in group)) for group in groups.values()]
+
+    def plot(frame: Any, language: str) -> Any:
+        return gr.update(
+            value=frame, title=STATIC[language]["plot_title"], x_title=STATIC[language]["plot_x"], y_title=STATIC[language]["plot_y"]
+        )
+
+    def note(reading: Route, language: str) -> str:
+        if reading.note is None:
+            return ""
+        read_as = message(f"language_{reading.language}", language)
+        return message(f"note_{reading.note}", language, read_as=read_as)
+
+    def show(reading: tuple[Route, list[dict[str, Any]]] | None, highlight: str, request: gr.Request) -> list[Any]:
+        """Everything below the examples for `reading` (the route and its models' reports), in the page's language."""
+        if not reading:
+            return [gr.skip()] * (2 + len(groups) + 4 * len(models) + 1)
+        language = language_of(request)
+        chosen, reports = reading
+        readers = [models[i] for i in chosen.models]
+        outputs: list[Any] = [note(chosen, language), legend_html(readers, highlight, language)] + shown_groups(chosen.models)
+        by_index = dict(zip(chosen.models, reports))
+        for index, model in enumerate(models):
+            if index not in by_index:
+                outputs += [gr.skip()] * 4  # a hidden column keeps its last review until it reads another
+                continue
+            view = model_view(model, by_index[index], highlight, language)
             outputs += [view.summary, view.probabilities, view.highlight, view.gates]
-        outputs.append(survival_frame(models, models_reports))
+        outputs.append(plot(survival_frame(readers, reports, language), language))
         return outputs
 
-    def explain_page(text: str, highlight: str) -> list[Any]:
+    def explain_page(text: str, highlight: str, language: str, request: gr.Request) -> list[Any]:
         try:
-            reports = explain_review(models, check_review(text))
+            text = check_review(text)
+            chosen = route_review(models, text, language if language in LANGUAGES else "auto")
+            reading = (chosen, explain_review([models[i] for i in chosen.models], text))
         except Exception as error:  # noqa: BLE001 - shown as a message, see user_error
             raise user_error(error) from None
-        return [reports] + show(reports, highlight)
+        return [reading] + show(reading, highlight, request)
+
+    def on_load(request: gr.Request) -> list[Any]:
+        """The legend and the columns a review in the page's language would go to, before any review."""
+        language = language_of(request)
+        readers = route([m.language for m in models], language).models
+        return [legend_html([models[i] for i in readers], "contribution", language)] + shown_groups(readers)
 
     def explain(text: str, model: str = "") -> dict[str, Any]:
-        """Explain a review with one served model (default: the first): label, probabilities, logits, the
-        head's bias, the method, and per word its character span, contributions (one per class),
-        retention, memory decay and gate means."""
+        """Explain a review with one served model: label, probabilities, logits, the head's bias, the method,
+        and per word its character span, contributions (one per class), retention, memory decay and gate
+        means. `model` is a bundle name, or a cell (`lstm`) or nothing, which pick among the models of
+        the review's language (`find_model`)."""
         try:
-            return explain_one(find_model(models, check_model_name(model)), check_review(text))
+            text = check_review(text)
+            return explain_one(find_model(models, check_model_name(model), text), text)
         except Exception as error:  # noqa: BLE001
             raise user_error(error) from None
 
-    with gr.Blocks(title="sentikit: what the gates kept") as demo:
-        gr.Markdown(INTRO)
+    first = models[0].language
+    with gr.Blocks(title=STATIC["en"]["title"]) as demo:
+        gr.Markdown(i18n("sk_intro"))
         with gr.Row():
             with gr.Column(scale=4):
                 review = gr.Textbox(
-                    label="Review", lines=4, max_lines=12, max_length=MAX_REVIEW_CHARS, elem_id="review",
-                    placeholder=f"Type or paste a review (up to {MAX_REVIEW_CHARS:,} characters)",
+                    label=i18n("sk_review"), lines=4, max_lines=12, max_length=MAX_REVIEW_CHARS, elem_id="review",
+                    placeholder=i18n("sk_placeholder"),
                 )
             with gr.Column(scale=1, min_width=200):
-                highlight = gr.Radio(list(HIGHLIGHTS), value="contribution", label="Highlight", elem_id="highlight")
-                button = gr.Button("Explain", variant="primary", elem_id="explain-button")
-        gr.Examples(EXAMPLES, inputs=review, label="Examples")
-        legend = gr.HTML(legend_html(models, "contribution"), elem_id="legend")
-        reports = gr.State(None)
+                language = gr.Radio(
+                    [(i18n("sk_auto"), "auto")] + [(LANGUAGE_NAMES[code], code) for code in LANGUAGES],
+                    value="auto", label=i18n("sk_language"), elem_id="language",
+                )
+                highlight = gr.Radio(
+                    [(i18n(f"sk_{name}"), name) for name in HIGHLIGHTS], value="contribution", label=i18n("sk_highlight"),
+                    elem_id="highlight",
+                )
+                button = gr.Button(i18n("sk_explain"), variant="primary", elem_id="explain-button")
+        with gr.Row():
+            if "en" in groups or not ({"zh", "ja"} & groups.keys()):
+                with gr.Column():
+                    gr.Examples(EXAMPLES, inputs=review, label=i18n("sk_examples_en"))
+            if {"zh", "ja"} & groups.keys():
+                with gr.Column():
+                    gr.Examples(ZH_EXAMPLES, inputs=review, label=i18n("sk_examples_zh"))
+        route_note = gr.Markdown(elem_id="route-note")
+        legend = gr.HTML(legend_html([models[i] for i in groups[first]], "contribution"), elem_id="legend")
+        reading = gr.State(None)
         columns: list[Any] = []
-        with gr.Row(equal_height=False):
-            for index, model in enumerate(models):
-                with gr.Column(min_width=280):
-                    gr.Markdown(f"### {model.title}")
-                    summary = gr.Markdown(elem_id=f"summary-{index}")
-                    probabilities = gr.Label(label="Prediction", show_label=False, elem_id=f"prediction-{index}")
-                    words = gr.HTML(elem_id=f"highlight-{index}", elem_classes=["sk-model-highlight"])
-                    gates = gr.HTML(elem_id=f"gates-{index}")
-                    columns += [summary, probabilities, words, gates]
+        shown: list[Any] = []
+        for group_language, indices in groups.items():
+            with gr.Column(visible=group_language == first, elem_id=f"models-{group_language}") as group:
+                gr.Markdown(i18n(f"sk_models_{group_language}"))
+                with gr.Row(equal_height=False):
+                    for index in indices:
+                        with gr.Column(min_width=280):
+                            gr.Markdown(i18n(f"sk_model_{index}"), elem_id=f"heading-{index}")
+                            summary = gr.Markdown(elem_id=f"summary-{index}")
+                            probabilities = gr.Label(label="Prediction", show_label=False, elem_id=f"prediction-{index}")
+                            words = gr.HTML(elem_id=f"highlight-{index}", elem_classes=["sk-model-highlight"])
+                            gates = gr.HTML(elem_id=f"gates-{index}")
+                            columns += [summary, probabilities, words, gates]
+            shown.append(group)
         survival = gr.LinePlot(
             x="position", y="share", color="model", tooltip=["word", "share", "model"],
-            title="How much of each word survives to the end", x_title="word position", y_title="share of the final state",
-            elem_id="survival",
+            title=i18n("sk_plot_title"), x_title=STATIC["en"]["plot_x"], y_title=STATIC["en"]["plot_y"], elem_id="survival",
         )
-        outputs = [legend] + columns + [survival]
-        event = {"fn": explain_page, "inputs": [review, highlight], "outputs": [reports] + outputs, "api_visibility": "private"}
+        outputs = [route_note, legend] + shown + columns + [survival]
+        event = {"fn": explain_page, "inputs": [review, highlight, language], "outputs": [reading] + outputs, "api_visibility": "private"}
         button.click(**event)
         review.submit(**event)
-        highlight.change(show, inputs=[reports, highlight], outputs=outputs, api_visibility="private", queue=False)
+        highlight.change(show, inputs=[reading, highlight], outputs=outputs, api_visibility="private", queue=False)
+        demo.load(on_load, outputs=[legend] + shown, api_visibility="private", queue=False)
         gr.api(explain, api_name="explain")
     return demo
 
@@ -264,7 +348,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python app.py", description="The sentikit demo: which words each cell's gates kept.")
-    parser.add_argument("--bundle", action="append", default=[], help="a bundle folder or .zip to serve (repeat for several; default: the shipped SST-2 RNN, LSTM and GRU)")
+    parser.add_argument("--bundle", action="append", default=[], help="a bundle folder or .zip to serve (repeat for several; default: the shipped RNN, LSTM and GRU for SST-2 and for Chinese shopping reviews)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
@@ -284,12 +368,15 @@ def main(argv: list[str] | None = None) -> None:
         if not 0 < args.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
         paths = args.bundle or DEFAULT_BUNDLES
-        if not args.bundle and not all(path.exists() for path in paths):
+        if not paths:
             raise ConfigError(f"the shipped bundles are not in {SHIPPED} (is this a copy of the repository?); pass --bundle DIR")
+        if not args.bundle and len(paths) < len(SHIPPED_BUNDLES):
+            LOG.warning("serving %d of the shipped bundles; not found: %s", len(paths), ", ".join(p.name for p in SHIPPED_BUNDLES if not p.exists()))
         models = load_models(paths)
     except (ConfigError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    explain_review(models, EXAMPLES[0])  # TorchScript optimises a method on its first calls: not on a user's time
+    for model in models:  # TorchScript optimises a method on its first calls: not on a user's time
+        explain_one(model, EXAMPLES[0] if model.language == "en" else ZH_EXAMPLES[0])
     from starlette.middleware import Middleware
 
     demo = build_app(models)
@@ -297,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     # that runs a queued event at once, past the concurrency limit and the queue's size.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size, api_open=False)
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, css=CSS, footer_links=["api"],
+        server_name=args.host, server_port=args.port, share=args.share, css=CSS, js=TITLE_JS, i18n=translations(models), footer_links=["api"],
         show_error=False,  # Gradio's default, said aloud: an exception that is not a gr.Error reaches a client as `null`
         max_file_size=MAX_UPLOAD_BYTES, state_session_capacity=SESSIONS_KEPT,
         app_kwargs={"middleware": [Middleware(BodyLimit, limit=MAX_BODY_BYTES)]},

@@ -34,7 +34,7 @@ from sentikit.app.layout import DEFAULT_BUNDLES, MAX_BODY_BYTES, MAX_REVIEW_CHAR
 from sentikit.app.page import explain_one, find_model, load_models
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: app.py and data/ beside sentikit/
-STARTUP_S = 120  # loading three bundles and warming TorchScript up takes seconds; a cold disk more
+STARTUP_S = 120  # loading six bundles and warming TorchScript up takes seconds; a cold disk more
 TIMEOUT_S = 120  # one request, queue wait included: beyond this it counts as unanswered (a hang)
 # The most a server's resident memory may grow over a load. Twice the highest growth of the app as
 # shipped, and below what Gradio's default session store grew by (docs/results.md has both): it catches
@@ -43,7 +43,9 @@ TIMEOUT_S = 120  # one request, queue wait included: beyond this it counts as un
 RSS_GROWTH_BOUND_MB = 75.0
 BAD_EVERY = 5  # one request in five is a bad input
 ODD_EVERY = 25  # one good request in 25 is an odd but valid review
-MODELS = ("rnn", "lstm", "gru", "")  # "" is the app's default: the first bundle (the RNN)
+# A cell picks that cell's model for the review's language, "" the first model of it: for the English
+# sentences of a load, the SST-2 LSTM, GRU, RNN (`page.find_model`).
+MODELS = ("rnn", "lstm", "gru", "")
 
 # name, text, model, a fragment of the error message that must come back
 BAD_INPUTS: list[tuple[str, Any, Any, str]] = [
@@ -255,7 +257,7 @@ def compare_with_local(answers: list[Answer], sample: int) -> tuple[int, list[st
     chosen = good[::step][:sample]
     differences = []
     for answer in chosen:
-        expected = explain_one(find_model(models, answer.request.model), answer.request.text)
+        expected = explain_one(find_model(models, answer.request.model, answer.request.text), answer.request.text)
         got = answer.result
         same = got["label"] == expected["label"] and got["cell"] == expected["cell"] and all(
             abs(a - b) <= 1e-4 for a, b in zip(got["probabilities"], expected["probabilities"])

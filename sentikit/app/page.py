@@ -21,6 +21,11 @@ What each view means:
 
 A forward-only bundle (ONNX, `torch.export`) is served for its prediction alone: its column shows the
 label and probabilities, and says that explanations need a TorchScript bundle (`prediction_report`).
+
+Each model reads one language (`DemoModel.language`, from its bundle), and a review goes to the models of
+its own (`route_review`; the rule is `app/language.py`'s). What the page writes around the scores is in
+the page's language (`language` arguments, texts in `app/i18n.py`); the reports themselves stay as
+`Explainer.explain` wrote them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Any, Literal
 
 import torch
 
+from sentikit.app.i18n import MESSAGES, label_name, message
+from sentikit.app.language import Language, Route, bundle_language, is_han, is_kana, review_language, route
 from sentikit.bundle.bundle import Bundle
 from sentikit.errors import ConfigError
 from sentikit.explain.explainer import Explainer
@@ -46,13 +53,6 @@ MAX_UNREAD_CHARS = 2_000  # the part of a truncated review shown (unhighlighted)
 CLASS_COLOURS = ("220, 38, 38", "22, 163, 74")  # red for the first class, green for the second (RGB)
 GATE_COLOUR = "37, 99, 235"  # blue: a gate's value from 0 (white) to 1
 RETENTION_COLOUR = "124, 58, 237"  # violet: unsigned
-GATES = {  # row label, and what a value near 1 means
-    "input": ("input i", "i: how much of the new candidate is written"),
-    "forget": ("forget f", "f near 1 keeps the old memory"),
-    "output": ("output o", "o: how much of the memory is shown"),
-    "reset": ("reset r", "r: how much of the old state shapes the candidate"),
-    "update": ("update z", "z near 1 keeps the OLD state (PyTorch's convention)"),
-}
 CELL_NAMES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
@@ -64,6 +64,7 @@ class DemoModel:
     explainer: Explainer | None
     meta: dict[str, Any]
     bundle: Bundle | None = None  # the forward-only bundle that predicts when there is no explainer
+    language: Language = "en"  # the language its tokenizer was trained on (`language.bundle_language`)
 
     @classmethod
     def from_bundle(cls, path: str | Path) -> "DemoModel":
@@ -72,9 +73,10 @@ class DemoModel:
         path = Path(path)
         bundle = load_bundle(path)
         name = path.name.removesuffix(".zip")
+        language = bundle_language(bundle.meta, bundle.tokenizer, str(path))
         if bundle.forward_only:
-            return cls(name, None, bundle.meta, bundle)
-        return cls(name, Explainer(bundle.model, bundle.tokenizer, bundle.max_length), bundle.meta)
+            return cls(name, None, bundle.meta, bundle, language)
+        return cls(name, Explainer(bundle.model, bundle.tokenizer, bundle.max_length), bundle.meta, language=language)
 
     @property
     def cell(self) -> str:
@@ -86,12 +88,17 @@ class DemoModel:
 
     @property
     def title(self) -> str:
-        """`LSTM · sst2-lstm · 85.8% on validation.parquet`: what the column heading says."""
-        parts = [CELL_NAMES.get(self.cell, self.cell), self.name]
+        """`LSTM · sst2-lstm · 85.8% on validation.parquet`: what the column heading says, in English."""
+        return self.heading("en")
+
+    def heading(self, language: Language = "en") -> str:
+        """The column heading in `language`: cell, bundle name, and its validation accuracy where recorded."""
+        cell = CELL_NAMES.get(self.cell, self.cell)
         validation = self.meta.get("validation") or {}
-        if "accuracy" in validation:
-            parts.append(f"{100 * validation['accuracy']:.1f}% on {validation.get('file', 'validation')}")
-        return " · ".join(parts)
+        if "accuracy" not in validation:
+            return message("heading", language, cell=cell, name=self.name)
+        accuracy = f"{100 * validation['accuracy']:.1f}"
+        return message("heading_accuracy", language, cell=cell, name=self.name, accuracy=accuracy, file=validation.get("file", "validation"))
 
 
 def load_models(paths: list[str | Path]) -> list[DemoModel]:
@@ -106,17 +113,29 @@ def load_models(paths: list[str | Path]) -> list[DemoModel]:
     return models
 
 
-def find_model(models: list[DemoModel], name: str | None) -> DemoModel:
-    """The served model called `name` (a bundle name like `sst2-gru`, or a cell like `gru` when only one
-    model has it); the first one when `name` is empty."""
-    if not name:
-        return models[0]
+def route_review(models: list[DemoModel], text: str, language: Language | Literal["auto"] = "auto") -> Route:
+    """Which served models read `text`: those of its language (`language.review_language` when `language` is
+    "auto", else the one chosen); see `language.route` for a language no served model reads."""
+    chosen = review_language(text) if language == "auto" else language
+    return route([model.language for model in models], chosen)
+
+
+def find_model(models: list[DemoModel], name: str | None, text: str | None = None) -> DemoModel:
+    """The served model called `name`: a bundle name (`sst2-gru`) as named; a cell (`gru`) or nothing among
+    the models that read `text` (`route_review`: the models of its language), the first of them that fits.
+
+    So `lstm` is the English LSTM for an English review and the Chinese one for a Chinese review; without a
+    `text`, or where no model of the review's language has that cell, it is the first served LSTM."""
     for model in models:
-        if model.name == name:
+        if name and model.name == name:
             return model
-    by_cell = [m for m in models if m.cell == name.lower()]
-    if len(by_cell) == 1:
-        return by_cell[0]
+    readers = [models[index] for index in route_review(models, text).models] if text is not None else models
+    if not name:
+        return readers[0]
+    for candidates in (readers, models):
+        by_cell = [m for m in candidates if m.cell == name.lower()]
+        if by_cell:
+            return by_cell[0]
     raise ConfigError(f"no served model is called {name!r}; choose one of {[m.name for m in models]}")
 
 
@@ -155,7 +174,7 @@ def prediction_report(bundle: Bundle, text: str) -> dict[str, Any]:
 
 
 def explain_review(models: list[DemoModel], text: str) -> list[dict[str, Any]]:
-    """Every served model's explanation of `text`, in the models' order."""
+    """The explanation of `text` by each of `models` (all of them: `route_review` says which), in their order."""
     return [explain_one(model, text) for model in models]
 
 
@@ -182,18 +201,20 @@ def _strength(values: list[float]) -> list[float]:
     return [v / largest if largest > 0 else 0.0 for v in values]
 
 
-def highlight_html(report: dict[str, Any], highlight: Highlight = "contribution") -> str:
-    """The review as typed, each word on a background whose colour and strength show its score; the text
-    between words is kept as it was, everything escaped. A truncated review shows its unread rest greyed."""
+def highlight_html(report: dict[str, Any], highlight: Highlight = "contribution", language: Language = "en") -> str:
+    """The review as typed, each word (in Chinese and Japanese, each character or piece) on a background
+    whose colour and strength show its score; the text between words is kept as it was, everything
+    escaped. A truncated review shows its unread rest greyed. `language` is the page's (the tooltips)."""
     text, words = report["text"], report["words"]
     if highlight == "contribution":
         scores = signed_scores(report)
         classes = report["classes"]
-        towards = classes[1] if len(classes) == 2 else report["label"]
-        describe = [f"{s:+.3f} towards {towards}" for s in scores]
+        towards = label_name(classes[1] if len(classes) == 2 else report["label"], language)
+        describe = [message("towards", language, score=f"{s:+.3f}", label=towards) for s in scores]
     else:
         scores, kind = survival_scores(report)
-        describe = [f"{100 * s:.1f}% ({kind})" for s in scores]
+        kind = message("kind_" + kind.replace(" ", "_"), language)
+        describe = [message("share", language, share=f"{100 * s:.1f}", kind=kind) for s in scores]
     strengths = _strength(scores)
     pieces, position = [], 0
     for word, score, strength, title in zip(words, scores, strengths, describe):
@@ -214,37 +235,44 @@ def highlight_html(report: dict[str, Any], highlight: Highlight = "contribution"
         pieces.append(f'<span class="sk-unread">{html.escape(shown)}</span>')
     else:
         pieces.append(html.escape(rest))
-    return f'<div class="sk-highlight" dir="auto">{"".join(pieces)}</div>'
+    return f'<div class="sk-highlight" dir="auto"{_lang(text)}>{"".join(pieces)}</div>'
 
 
-def legend_html(models: list[DemoModel], highlight: Highlight) -> str:
-    """One line that says what the colours mean."""
+def _lang(text: str) -> str:
+    """A `lang` attribute for HTML that shows `text`, where it is Chinese or Japanese: the browser then picks
+    the glyphs of that language (the same ideograph is drawn differently in Chinese and Japanese fonts)."""
+    language = review_language(text)
+    return f' lang="{language}"' if language != "en" else ""
+
+
+def _swatch(colour: str) -> str:
+    return f'<span class="sk-swatch" style="background-color: rgba({colour}, 0.8)"></span>'
+
+
+def legend_html(models: list[DemoModel], highlight: Highlight, language: Language = "en") -> str:
+    """One line that says what the colours mean, in the page's `language`."""
     if highlight == "retention":
-        return (
-            f'<span class="sk-swatch" style="background-color: rgba({RETENTION_COLOUR}, 0.8)"></span> share of the final '
-            "memory the word's write still holds (LSTM, GRU); for the RNN, its memory decay (gradient) share. "
-            "Darker: more of it survives."
-        )
+        return message("legend_retention", language, swatch=_swatch(RETENTION_COLOUR))
     classes = models[0].classes if models else ["class 0", "class 1"]
+    swatches = {"first_swatch": _swatch(CLASS_COLOURS[0]), "second_swatch": _swatch(CLASS_COLOURS[1])}
     if len(classes) == 2:
-        return (
-            f'<span class="sk-swatch" style="background-color: rgba({CLASS_COLOURS[1]}, 0.8)"></span> pushed towards '
-            f'<b>{html.escape(classes[1])}</b> &nbsp; <span class="sk-swatch" style="background-color: rgba({CLASS_COLOURS[0]}, 0.8)">'
-            f"</span> pushed towards <b>{html.escape(classes[0])}</b>. Darker: a bigger push, relative to the review's strongest word."
-        )
-    return (
-        f'<span class="sk-swatch" style="background-color: rgba({CLASS_COLOURS[1]}, 0.8)"></span> pushed towards the predicted '
-        f'class &nbsp; <span class="sk-swatch" style="background-color: rgba({CLASS_COLOURS[0]}, 0.8)"></span> against it.'
-    )
+        first, second = (html.escape(label_name(name, language)) for name in classes)
+        return message("legend_two", language, first=first, second=second, **swatches)
+    return message("legend_many", language, **swatches)
 
 
-def gates_html(report: dict[str, Any]) -> str:
+def gates_html(report: dict[str, Any], language: Language = "en") -> str:
     """A heatmap table: one row per gate, one column per word, the gate's mean value as blue strength."""
     words = report["words"]
     names = list(words[0]["gates"]) if words else []
     if not names:
-        return '<p class="sk-note">A plain RNN has no gates: its state is rewritten at every word.</p>'
-    header = "".join(f'<th dir="auto">{html.escape(w["word"])}</th>' for w in words)
+        return f'<p class="sk-note">{html.escape(message("no_gates", language))}</p>'
+    # A CJK word's heading takes its review's language (its glyphs, and upright in the layout's CSS); a CJK
+    # word in an English review, Chinese.
+    cjk = _lang(report["text"]) or ' lang="zh"'
+    header = "".join(
+        f'<th dir="auto"{cjk if any(is_han(c) or is_kana(c) for c in w["word"]) else ""}>{html.escape(w["word"])}</th>' for w in words
+    )
     rows = []
     for name in names:
         cells = "".join(
@@ -252,12 +280,13 @@ def gates_html(report: dict[str, Any]) -> str:
             f'style="background-color: rgba({GATE_COLOUR}, {w["gates"][name]:.3f})"></td>'
             for w in words
         )
-        rows.append(f'<tr><th class="sk-gate">{GATES.get(name, (name, ""))[0]}</th>{cells}</tr>')
-    meaning = "; ".join(GATES[name][1] for name in names if name in GATES)
-    return (
-        f'<div class="sk-gates"><table><tr><th></th>{header}</tr>{"".join(rows)}</table>'
-        f'<p class="sk-note">Gate means over units and directions, white 0 to blue 1. {html.escape(meaning)}.</p></div>'
+        label = message(f"gate_{name}", language) if f"gate_{name}" in MESSAGES["en"] else name
+        rows.append(f'<tr><th class="sk-gate">{html.escape(label)}</th>{cells}</tr>')
+    meaning = message("separator", language).join(
+        message(f"meaning_{name}", language) for name in names if f"meaning_{name}" in MESSAGES["en"]
     )
+    note = message("gates_note", language, meaning=meaning)
+    return f'<div class="sk-gates"><table><tr><th></th>{header}</tr>{"".join(rows)}</table><p class="sk-note">{html.escape(note)}</p></div>'
 
 
 @dataclass
@@ -271,46 +300,47 @@ class ModelView:
     summary: str  # Markdown
 
 
-def model_view(model: DemoModel, report: dict[str, Any], highlight: Highlight = "contribution") -> ModelView:
+def model_view(model: DemoModel, report: dict[str, Any], highlight: Highlight = "contribution", language: Language = "en") -> ModelView:
+    """What `model`'s column shows for `report`, its words in the page's `language`."""
     probability = max(report["probabilities"])
+    probabilities = {label_name(name, language): p for name, p in zip(report["classes"], report["probabilities"])}
+    label = f"**{label_name(report['label'], language)}** ({100 * probability:.1f}%)"
     if report["method"] == "none":
+        explanation = message("forward_only", language, what=model.bundle.forward_only) if model.bundle else report["explanation"]
         return ModelView(
-            title=model.title,
-            probabilities=dict(zip(report["classes"], report["probabilities"])),
-            highlight=f'<div class="sk-highlight" dir="auto">{html.escape(report["text"])}</div>',
-            gates=f'<p class="sk-note">{html.escape(report["explanation"])}.</p>',
-            summary=f"**{report['label']}** ({100 * probability:.1f}%) · {report['explanation']}",
+            title=model.heading(language),
+            probabilities=probabilities,
+            highlight=f'<div class="sk-highlight" dir="auto"{_lang(report["text"])}>{html.escape(report["text"])}</div>',
+            gates=f'<p class="sk-note">{html.escape(explanation)}.</p>',
+            summary=f"{label} · {explanation}",
         )
-    if report["method"] == "gates":
-        method = "words scored by the exact gates split"
-    else:
-        method = "words scored by occlusion (leave one out): no gates to split through"
-    summary = f"**{report['label']}** ({100 * probability:.1f}%) · {method}"
+    method = message("method_gates" if report["method"] == "gates" else "method_occlusion", language)
+    summary = f"{label} · {method}"
     if highlight == "retention":
-        summary += " · " + ("retention" if survival_scores(report)[1] == "retention" else "memory decay (gradient), no retention without gates")
+        kind = "summary_retention" if survival_scores(report)[1] == "retention" else "summary_memory_decay"
+        summary += " · " + message(kind, language)
     if report["truncated"]:
-        summary += (
-            f"\n\n*Only the first {report['max_length']} of {report['num_tokens']} tokens were read "
-            "(the model's maximum length); the rest is greyed out.*"
-        )
+        summary += "\n\n" + message("truncated", language, max_length=report["max_length"], num_tokens=report["num_tokens"])
     return ModelView(
-        title=model.title,
-        probabilities=dict(zip(report["classes"], report["probabilities"])),
-        highlight=highlight_html(report, highlight),
-        gates=gates_html(report),
+        title=model.heading(language),
+        probabilities=probabilities,
+        highlight=highlight_html(report, highlight, language),
+        gates=gates_html(report, language),
         summary=summary,
     )
 
 
-def survival_frame(models: list[DemoModel], reports: list[dict[str, Any]]):
+def survival_frame(models: list[DemoModel], reports: list[dict[str, Any]], language: Language = "en"):
     """A `pandas.DataFrame` for the survival line plot: `position` (word index), `word`, `share` and
-    `model` (e.g. `LSTM retention`, `RNN memory decay`), one row per word and model."""
+    `model` (e.g. `LSTM retention (sst2-lstm)`, `RNN memory decay (sst2-rnn)`, in the page's `language`),
+    one row per word and model."""
     import pandas as pd
 
     rows = []
     for model, report in zip(models, reports):
         shares, kind = survival_scores(report)
-        series = f"{CELL_NAMES.get(model.cell, model.cell)} {kind} ({model.name})"
+        kind = message("kind_" + kind.replace(" ", "_"), language)
+        series = message("series", language, cell=CELL_NAMES.get(model.cell, model.cell), kind=kind, name=model.name)
         rows += [
             {"position": index, "word": word["word"], "share": share, "model": series}
             for index, (word, share) in enumerate(zip(report["words"], shares))
