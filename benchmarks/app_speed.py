@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time for the demo app to explain and render one review with all three shipped models.
+"""Time for the demo app to explain and render one English review with the three English models.
 
 What the app's server does for a click on Explain, without the network and the browser: every model's
 `explain` (LSTM and GRU with the gates split; the RNN with occlusion and the memory-decay estimate it
@@ -40,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates torch.jit, which bundles use
-        models = load_models(DEFAULT_BUNDLES)
+        # an English review is explained by the English models only (the app routes by language)
+        models = [m for m in load_models(DEFAULT_BUNDLES) if m.language == "en"]
     sentences = pq.read_table(REPO / "data" / "sst2" / "validation.parquet").column("text").to_pylist()
     for text in sentences[-3:]:  # warm-up (TorchScript optimises a method on its first calls), untimed
         explain_review(models, text)
