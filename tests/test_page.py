@@ -35,7 +35,6 @@ from sentikit.app.page import (
 
 CEREAL = EXAMPLES[0]
 ZH_CEREAL = ZH_EXAMPLES[0]
-MISSING = [path.name for path in SHIPPED_BUNDLES if not path.exists()]
 SPAN = re.compile(r'<span class="sk-word" data-start="(\d+)" data-end="(\d+)" data-score="([^"]+)" title="[^"]*" style="background-color: rgba\(([\d, ]+), ([\d.]+)\)">(.*?)</span>')
 
 
@@ -355,7 +354,7 @@ def test_the_chinese_cereal_review_is_positive_its_key_characters_push_it_and_th
         words = [w["word"] for w in report["words"]]
         pushes = signed_scores(report)
         strongest = [words[i] for i in sorted(range(len(words)), key=lambda i: -pushes[i])[:3]]
-        assert set(strongest) <= set("好吃脆香甜"), (model.name, strongest)
+        assert set(strongest) <= set("好吃脆香甜再买"), (model.name, strongest)  # tasty, crunchy, fragrant, sweet, buy again
         retention = [w["retention"] for w in report["words"]]
         kept = [words[i] for i in sorted(range(len(words)), key=lambda i: -retention[i])[:4]]
         assert {"再", "买"} <= set(kept), (model.name, kept)
@@ -372,11 +371,12 @@ def test_a_chinese_or_japanese_review_gives_one_highlighted_span_per_character(c
             assert all(text[a:b] == word and b == a + 1 for a, b, _, _, _, word in found)
             assert html.unescape(re.sub(r"<[^>]+>", "", markup)) == text
             assert f'lang="{review_language(text)}"' in markup
+        if model.cell == "rnn":
+            continue  # no gates, no heatmap
         characters = sum(is_han(c) or is_kana(c) for c in text)  # upright in the heatmap's header; punctuation turned as Latin
         assert gates_html(report).count(f'<th dir="auto" lang="{review_language(text)}">') == characters
 
 
-@pytest.mark.skipif(bool(MISSING), reason=f"shipped bundles not in data/bundles/ yet: {MISSING}")
 def test_the_app_serves_the_six_shipped_bundles_english_first(served):
     assert [(m.name, m.cell, m.language) for m in served] == [
         (f"{data}-{cell}", cell, language) for data, language in (("sst2", "en"), ("zh-shopping", "zh")) for cell in ("rnn", "lstm", "gru")
