@@ -35,7 +35,10 @@ def readme_commands() -> list[str]:
 COMMANDS = readme_commands()
 INSTALL = 'pip install torch==2.13.0 -e ".[dev]"'
 APP = "python app.py"
-EXPLAIN = next((c for c in COMMANDS if c.startswith("sentikit explain")), "")
+EXPLAIN = next((c for c in COMMANDS if c.startswith("sentikit explain --bundle data/bundles/sst2")), "")
+ZH_EXPLAIN = next((c for c in COMMANDS if c.startswith("sentikit explain --bundle data/bundles/zh-shopping")), "")
+ZH_FIT = "sentikit fit -c configs/zh-shopping-gru.yaml"
+OWN_REVIEWS = next((c for c in COMMANDS if "my-reviews.csv" in c), "")
 PREDICT_FILE = next((c for c in COMMANDS if c.startswith("sentikit predict-file")), "")
 FIT = "sentikit fit -c configs/sst2-gru.yaml"
 TEST = next((c for c in COMMANDS if c.startswith("sentikit test")), "")
@@ -43,7 +46,7 @@ EXPORT_ONNX = next((c for c in COMMANDS if c.startswith("sentikit export") and "
 RESUME = "sentikit fit -c configs/sst2-gru.yaml --ckpt_path last"
 FAST_TESTS = 'python -m pytest -m "not slow"'
 ALL_TESTS = "python -m pytest"
-RUN_HERE = {INSTALL, APP, EXPLAIN, PREDICT_FILE, FIT, TEST, EXPORT_ONNX, RESUME, FAST_TESTS, ALL_TESTS}
+RUN_HERE = {INSTALL, APP, EXPLAIN, PREDICT_FILE, FIT, TEST, EXPORT_ONNX, RESUME, FAST_TESTS, ALL_TESTS, ZH_EXPLAIN, ZH_FIT, OWN_REVIEWS}
 
 
 def test_every_readme_command_is_run_by_a_test():
@@ -143,3 +146,47 @@ def test_the_app_serves_its_page(scratch):
     with running_app([], scratch / "app.log") as (url, _):
         with urllib.request.urlopen(url, timeout=30) as page:
             assert page.status == 200 and "sentikit" in page.read().decode("utf-8", "replace").lower()
+
+
+@pytest.mark.slow
+def test_the_chinese_explain_command_reads_the_review_character_by_character(scratch):
+    result = run(ZH_EXPLAIN + " --json", scratch)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["label"] == "positive"
+    assert [w["word"] for w in report["words"]][:4] == ["这", "家", "店", "的"]
+
+
+@pytest.mark.slow
+def test_the_chinese_main_job_trains(scratch):
+    result = run(ZH_FIT, scratch, "--trainer.max_epochs", "1", *BUDGET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^epoch 1/1 step 3 ", result.stdout, re.M)
+    assert "evaluate it with: sentikit test -c configs/zh-shopping-gru.yaml --ckpt_path runs/zh-shopping-gru/" in result.stdout
+
+
+JAPANESE_REVIEWS = [
+    ("このシリアルは本当に美味しい！また買います。", "positive"),
+    ("サクサクで甘さもちょうどいい。最高です。", "positive"),
+    ("店員さんがとても親切で、料理も素晴らしかった。", "positive"),
+    ("配送が早くて、包装も丁寧でした。満足です。", "positive"),
+    ("音がきれいで、使いやすいイヤホンです。おすすめ。", "positive"),
+    ("味がひどくて、二度と買いません。", "negative"),
+    ("届いた商品が壊れていました。最悪です。", "negative"),
+    ("サービスが悪くて、とても残念でした。", "negative"),
+    ("高いのに品質が悪い。がっかりしました。", "negative"),
+    ("説明と違う商品が届いた。返品したい。", "negative"),
+]
+
+
+@pytest.mark.slow
+def test_your_own_japanese_reviews_train_from_a_csv_with_text_and_label_columns(scratch):
+    rows = "\n".join(f"{text},{label}" for text, label in JAPANESE_REVIEWS * 4)
+    (scratch / "my-reviews.csv").write_text(f"text,label\n{rows}\n", encoding="utf-8")
+    result = run(OWN_REVIEWS, scratch, "--trainer.max_epochs", "1", "--data.batch_size", "8", *BUDGET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validation: carved 4 examples out of train" in result.stderr
+    best = next((scratch / "runs" / "my-reviews").rglob("best.ckpt"))
+    explained = run(f"sentikit explain --ckpt {best} --json --text 二度と買いません", scratch)
+    assert explained.returncode == 0, explained.stderr[-2000:]
+    assert [w["word"] for w in json.loads(explained.stdout)["words"]] == list("二度と買いません")
