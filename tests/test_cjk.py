@@ -98,3 +98,21 @@ def test_an_explanation_of_japanese_or_chinese_colours_slices_of_the_text_and_sp
     for k in range(2):
         total = sum(w["contributions"][k] for w in words) + report["bias"][k]
         assert total == pytest.approx(report["logits"][k], abs=1e-4)
+
+
+def test_predict_file_reports_the_characters_the_chinese_gates_kept(tmp_path):
+    import json
+
+    from conftest import REPO
+    from sentikit.cli import main
+
+    reviews = ["这家店的水果很新鲜，下次还会再买", "质量太差了，再也不买了"]
+    source = tmp_path / "reviews.csv"
+    source.write_text("text\n" + "\n".join(reviews) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    main(["predict-file", "--bundle", str(REPO / "data" / "bundles" / "zh-shopping-gru"), "--input", str(source),
+          "--text-column", "text", "--output", str(out), "--top-words", "3"])
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [row["label"] for row in rows] == ["positive", "negative"]
+    for row, review in zip(rows, reviews):
+        assert len(row["top_words"]) == 3 and all(len(word) == 1 and word in review for word in row["top_words"])
