@@ -116,3 +116,16 @@ def test_predict_file_reports_the_characters_the_chinese_gates_kept(tmp_path):
     assert [row["label"] for row in rows] == ["positive", "negative"]
     for row, review in zip(rows, reviews):
         assert len(row["top_words"]) == 3 and all(len(word) == 1 and word in review for word in row["top_words"])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_shipped_chinese_bundle_explains_a_review_in_characters_whose_parts_add_up_to_the_logits(cell):
+    from conftest import REPO
+    from sentikit.explain.explainer import Explainer
+
+    text = "这家店的水果很新鲜，下次还会再买"
+    report = Explainer.from_bundle(REPO / "data" / "bundles" / f"zh-shopping-{cell}").explain(text)
+    assert report["label"] == "positive" and len(report["words"]) > 2
+    assert all(text[w["start"] : w["end"]] == w["word"] for w in report["words"])
+    for k in range(2):
+        assert sum(w["contributions"][k] for w in report["words"]) + report["bias"][k] == pytest.approx(report["logits"][k], abs=1e-4)
