@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
+from sentikit.data.tokenizer import is_cjk, is_han, is_kana
 from sentikit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,21 +39,6 @@ CJK_SHARE = 0.25  # a review is CJK when at least this share of its letters are 
 KANA_SHARE = 0.1  # ... and Japanese when at least this share of those are kana
 VOCABULARY_CJK_SHARE = 0.1
 JAPANESE_KANA_PIECES = 40
-
-
-def is_kana(character: str) -> bool:
-    """Hiragana, katakana (with the prolonged sound mark ー), their phonetic extensions, half-width katakana."""
-    code = ord(character)
-    return 0x3041 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9F
-
-
-def is_han(character: str) -> bool:
-    """A CJK ideograph (the unified blocks and their extensions, compatibility ideographs) or 々."""
-    code = ord(character)
-    return (
-        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
-        or 0x20000 <= code <= 0x3134F or code == 0x3005
-    )
 
 
 def review_language(text: str) -> Language:
@@ -74,7 +60,7 @@ def review_language(text: str) -> Language:
 def vocabulary_language(tokenizer: "Tokenizer") -> Language:
     """The language a tokenizer was trained on, from the share of CJK pieces in its vocabulary."""
     pieces = [piece for piece in tokenizer.get_vocab() if not (piece.startswith("[") and piece.endswith("]"))]
-    cjk = [piece for piece in pieces if any(is_han(c) or is_kana(c) for c in piece)]
+    cjk = [piece for piece in pieces if is_cjk(piece)]
     if not cjk or len(cjk) < VOCABULARY_CJK_SHARE * len(pieces):
         return "en"
     kana = sum(any(is_kana(c) for c in piece) for piece in cjk)

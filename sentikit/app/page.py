@@ -38,8 +38,9 @@ from typing import Any, Literal
 import torch
 
 from sentikit.app.i18n import MESSAGES, label_name, message
-from sentikit.app.language import Language, Route, bundle_language, is_han, is_kana, review_language, route
+from sentikit.app.language import Language, Route, bundle_language, review_language, route
 from sentikit.bundle.bundle import Bundle
+from sentikit.data.tokenizer import is_cjk
 from sentikit.errors import ConfigError
 from sentikit.explain.explainer import Explainer
 from sentikit.explain.scores import word_pushes
@@ -271,7 +272,7 @@ def gates_html(report: dict[str, Any], language: Language = "en") -> str:
     # word in an English review, Chinese.
     cjk = _lang(report["text"]) or ' lang="zh"'
     header = "".join(
-        f'<th dir="auto"{cjk if any(is_han(c) or is_kana(c) for c in w["word"]) else ""}>{html.escape(w["word"])}</th>' for w in words
+        f'<th dir="auto"{cjk if is_cjk(w["word"]) else ""}>{html.escape(w["word"])}</th>' for w in words
     )
     rows = []
     for name in names:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -30,7 +29,26 @@ PAD_ID, UNK_ID = 0, 1  # the trainers add the special tokens first, in this orde
 # and katakana with its prolonged sound mark ー.
 CJK_CHARACTER = r"[\p{Han}\p{Hiragana}\p{Katakana}々ー]"
 CJK_RUN = CJK_CHARACTER + "+"
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u30fc]")
+
+
+def is_kana(character: str) -> bool:
+    """Hiragana, katakana (with the prolonged sound mark ー), their phonetic extensions, half-width katakana."""
+    code = ord(character)
+    return 0x3041 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9F
+
+
+def is_han(character: str) -> bool:
+    """A CJK ideograph (the unified blocks and their extensions, compatibility ideographs) or 々."""
+    code = ord(character)
+    return (
+        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+        or 0x20000 <= code <= 0x3134F or code == 0x3005
+    )
+
+
+def is_cjk(text: str) -> bool:
+    """Whether `text` holds a Chinese or Japanese character (`CJK_CHARACTER` in Python)."""
+    return any(is_han(c) or is_kana(c) for c in text)
 
 # IMDB reviews carry raw HTML line breaks (`<br />`, `<br/>`, `<BR>`).
 HTML_BREAK = Regex(r"(?i)<br\s*/?>")
@@ -75,7 +93,7 @@ def group_words(encoding: Encoding, num_tokens: int) -> tuple[list[int], list[tu
         word, (start, end) = encoding.word_ids[position], encoding.offsets[position]
         if word is None:
             raise ValueError("group_words needs word ids: encode with encode_texts(..., offsets=True)")
-        if word != previous or _CJK.search(encoding.tokens[position]):
+        if word != previous or is_cjk(encoding.tokens[position]):
             spans.append((start, end))
             previous = word
         else:  # another piece of the same word
@@ -104,8 +122,9 @@ def build_tokenizer(kind: TokenizerKind = "word", lowercase: bool = True, strip_
     clause as one "word", almost always unknown. Runs of CJK ideographs, hiragana and katakana are cut
     away from the rest of the text first: `word` and `wordpiece` read them one character at a time (as
     BERT's Chinese tokenizer does; WordPiece would turn a whole run into one `[UNK]` for a single
-    unseen character), while `bpe` learns frequent multi-character pieces inside each run (`CJK_RUN`). Everything else, English mixed in included, is cut at spaces and
-    punctuation, and full-width punctuation (`，`, `。`, `！`) is a token of its own. Every token keeps its
+    unseen character), while `bpe` learns frequent multi-character pieces inside each run (`CJK_RUN`).
+    Everything else, English mixed in included, is cut at spaces and punctuation, and full-width
+    punctuation (`，`, `。`, `！`) is a token of its own. Every token keeps its
     character offsets into the original text (the normalizers keep the alignment).
     """
     steps = [normalizers.NFKC()]

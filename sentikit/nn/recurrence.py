@@ -40,11 +40,6 @@ def reverse_backward(x: Tensor, index: Tensor) -> Tensor:
     return torch.stack([x[0], x[1].gather(1, index[:, :, None].expand_as(x[1]))])
 
 
-def reading_order(x: Tensor, lengths: Tensor, directions: int) -> Tensor:
-    """`(batch, time, ·)` -> `(directions, batch, time, ·)`: as each direction reads it (backward: reversed)."""
-    return reverse_backward(x[None].expand(directions, -1, -1, -1), reversal_index(lengths, x.shape[1]))
-
-
 def text_order(x: Tensor, lengths: Tensor) -> Tensor:
     """`(directions, batch, time, features)` in reading order -> the same in text order (undo the reversal)."""
     return reverse_backward(x, reversal_index(lengths, x.shape[2]))

@@ -31,8 +31,10 @@ LOG = logging.getLogger("sentikit")
 def every_run_callbacks() -> list[Callback]:
     """The callbacks every `sentikit` trainer gets, whatever its config: each run logs what its epochs
     cost (seconds, tokens/s, peak memory) beside its metrics, saves its random states for an exact
-    resume, stops at the first non-finite loss, and flushes denormals on the CPU (`sentikit.training.denormals`:
-    a final-state recurrence's backward pass over long reviews is otherwise several times slower)."""
+    resume, stops at the first non-finite loss, flushes denormals on the CPU (`training.denormals`: a
+    final-state recurrence's backward pass over long reviews is otherwise several times slower), and
+    prints one line per epoch when stdout is not a terminal (`training.progress`; after the meter,
+    whose tokens/s it prints)."""
     return [TrainingMeter(), RandomState(), StopOnNonFiniteLoss(), FlushDenormals(), EpochLines()]
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 
 
 class EpochLines(Callback):
     """Print one line per training epoch to stdout when it is not a terminal (rank zero only).
+
+    The speed is `TrainingMeter`'s `train_tokens_per_sec`, summed over every process, which it logs in the
+    same hook just before (`every_run_callbacks` puts it first): the tokens are counted once, not twice.
 
     Args:
         always: print even on a terminal (where the progress bar already shows the same figures).
@@ -27,8 +28,7 @@ class EpochLines(Callback):
 
     def __init__(self, always: bool = False) -> None:
         self.always = always
-        self._run_started = self._epoch_started = 0.0
-        self._tokens = 0
+        self._run_started = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -37,34 +37,28 @@ class EpochLines(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._run_started = time.perf_counter()
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_started, self._tokens = time.perf_counter(), 0
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._tokens += int(batch["lengths"].sum())
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        now = time.perf_counter()
-        # every rank joins the sum, whether or not it prints: a collective must not depend on a terminal
-        tokens = float(trainer.strategy.reduce(torch.tensor(float(self._tokens), device=pl_module.device), reduce_op="sum"))
         if self.enabled and trainer.is_global_zero:
-            print(epoch_line(trainer, tokens / max(now - self._epoch_started, 1e-9), now - self._run_started), flush=True)
+            speed = trainer.callback_metrics.get("train_tokens_per_sec")
+            elapsed = time.perf_counter() - self._run_started
+            print(epoch_line(trainer, None if speed is None else float(speed), elapsed), flush=True)
 
 
-def epoch_line(trainer: pl.Trainer, tokens_per_sec: float, elapsed: float) -> str:
+def epoch_line(trainer: pl.Trainer, tokens_per_sec: float | None, elapsed: float) -> str:
     """`epoch E/N step S train_loss L val_acc A tokens/s T elapsed H:MM:SS`; a figure not logged
-    (no validation this epoch, no loss logged yet) reads `-`."""
+    (no validation this epoch, no loss logged yet, no speed measured) reads `-`."""
     metrics = trainer.callback_metrics
 
     def figure(name: str) -> str:
         value = metrics.get(name)
         return f"{float(value):.4f}" if value is not None else "-"
 
+    speed = f"{tokens_per_sec:,.0f}" if tokens_per_sec is not None else "-"
     epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
     minutes, seconds = divmod(int(elapsed), 60)
     hours, minutes = divmod(minutes, 60)
     return (
         f"epoch {trainer.current_epoch + 1}{epochs} step {trainer.global_step} "
         f"train_loss {figure('train_loss')} val_acc {figure('val_acc')} "
-        f"tokens/s {tokens_per_sec:,.0f} elapsed {hours}:{minutes:02d}:{seconds:02d}"
+        f"tokens/s {speed} elapsed {hours}:{minutes:02d}:{seconds:02d}"
     )
