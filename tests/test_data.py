@@ -138,9 +138,9 @@ def test_state_dict_carries_tokenizer_and_classes_and_refuses_a_mismatch(small_s
 
 
 def test_both_or_neither_source_is_refused():
-    with pytest.raises(ConfigError, match="either data.data_files"):
+    with pytest.raises(ConfigError, match="one of data.data_files"):
         SentimentDataModule()
-    with pytest.raises(ConfigError, match="either data.data_files"):
+    with pytest.raises(ConfigError, match="one of data.data_files"):
         SentimentDataModule(data_files={"train": "a.csv"}, dataset="stanfordnlp/imdb")
 
 

@@ -17,6 +17,7 @@ reads right after construction to size the model's embedding and head.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sentikit.errors import ConfigError
 from sentikit.data.sampler import BucketBatchSampler
-from sentikit.data.sources import load_hub_splits, load_local_splits
+from sentikit.data.sources import SPLITS, Source, combine_sources, load_hub_splits, load_local_splits
 from sentikit.data.tokenizer import (
     TokenizerKind,
     encode_texts,
@@ -50,14 +51,11 @@ from sentikit.data.tokenizer import (
 log = logging.getLogger(__name__)
 info = rank_zero_only(log.info)  # every DDP rank runs the pipeline; one reports
 
-SPLITS = ("train", "validation", "test")
-
-
 class TokenizedReviews(Dataset):
     """One split held as a flat array of token ids plus offsets: compact, and sliced without copies."""
 
-    def __init__(self, token_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> None:
-        self.token_ids, self.offsets, self.labels = token_ids, offsets, labels
+    def __init__(self, token_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray, sources: np.ndarray | None = None) -> None:
+        self.token_ids, self.offsets, self.labels, self.sources = token_ids, offsets, labels, sources
         self.lengths = np.diff(offsets)
 
     @classmethod
@@ -67,6 +65,7 @@ class TokenizedReviews(Dataset):
             ids.values.to_numpy(zero_copy_only=False).astype(np.int64),
             ids.offsets.to_numpy().astype(np.int64),
             table.column("labels").to_numpy().astype(np.int64),
+            table.column("source").to_numpy().astype(np.int64) if "source" in table.column_names else None,
         )
 
     def __len__(self) -> int:
@@ -74,18 +73,24 @@ class TokenizedReviews(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         start, end = self.offsets[index], self.offsets[index + 1]
-        return {"input_ids": self.token_ids[start:end], "label": self.labels[index], "index": index}
+        example = {"input_ids": self.token_ids[start:end], "label": self.labels[index], "index": index}
+        if self.sources is not None:
+            example["source"] = self.sources[index]
+        return example
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Right-pad a batch with `PAD_ID`; `lengths` lets the encoder pack the sequences."""
     token_ids, lengths = right_pad([e["input_ids"] for e in examples])
-    return {
+    batch = {
         "token_ids": token_ids,
         "lengths": lengths,
         "labels": torch.tensor([e["label"] for e in examples]),
         "indices": torch.tensor([e["index"] for e in examples]),
     }
+    if "source" in examples[0]:
+        batch["sources"] = torch.tensor([e["source"] for e in examples])
+    return batch
 
 
 class SentimentDataModule(pl.LightningDataModule):
@@ -93,14 +98,18 @@ class SentimentDataModule(pl.LightningDataModule):
 
     Args:
         data_files: local files per split, e.g. `{train: data/sst2/train.parquet, validation: ...}`
-            (parquet, csv, tsv, json or jsonl). Give either this or `dataset`.
+            (parquet, csv, tsv, json or jsonl). Give one of this, `dataset` or `sources`.
         dataset: a Hugging Face hub id such as `stanfordnlp/imdb` (needs a network or a cached copy).
         dataset_config: the hub dataset's configuration name, if it has several.
-        text_column: the column holding the review text.
+        sources: several datasets trained on together (`Source`: files or a hub id each, with its own
+            columns, label mapping and sampling weight), concatenated split by split. Validation then
+            reports `val_acc` over all of them and `val_acc/<name>` for each. Needs `label_names`.
+        text_column: the column holding the review text (one source; each `Source` names its own).
         label_column: the column holding the label: class ids, class names, or a `ClassLabel`.
         label_names: the classes in id order, e.g. `[negative, positive]`. Integer labels index into
             it; string labels are matched against it. Default: read from the data.
-        validation_fraction: share of train held out for validation when there is no validation split.
+        validation_fraction: share of train held out for validation when there is no validation split
+            (with `sources`: of each source's train, for each source without one).
             0 holds nothing out: the run trains on the whole train split, validates nothing and keeps
             its last weights (`last.ckpt`), the usual last step once the number of epochs is known.
         tokenizer: `word` (one id per word), `wordpiece` or `bpe` (sub-words; no unknown words).
@@ -128,6 +137,7 @@ class SentimentDataModule(pl.LightningDataModule):
         data_files: dict[str, str | list[str]] | None = None,
         dataset: str | None = None,
         dataset_config: str | None = None,
+        sources: list[Source] | None = None,
         text_column: str = "text",
         label_column: str = "label",
         label_names: list[str] | None = None,
@@ -148,8 +158,14 @@ class SentimentDataModule(pl.LightningDataModule):
         seed: int = 42,
     ) -> None:
         super().__init__()
-        if (data_files is None) == (dataset is None):
-            raise ConfigError("give either data.data_files (local files per split) or data.dataset (a hub id), not both")
+        if sum(x is not None for x in (data_files, dataset, sources)) != 1:
+            raise ConfigError(
+                "give one of data.data_files (local files per split), data.dataset (a hub id) or data.sources (several datasets)"
+            )
+        if sources is not None and not sources:
+            raise ConfigError("data.sources is empty: list at least one source")
+        if sources is not None and label_names is None and not str(tokenizer_file or "").endswith(".ckpt"):
+            raise ConfigError("data.sources needs data.label_names: the classes every source's labels map onto")
         for name, value in (("max_length", max_length), ("eval_max_length", eval_max_length)):
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
@@ -160,6 +176,7 @@ class SentimentDataModule(pl.LightningDataModule):
         if num_workers < 0:
             raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
         self.data_files, self.dataset, self.dataset_config = data_files, dataset, dataset_config
+        self.sources = [s if isinstance(s, Source) else Source(**s) for s in sources] if sources is not None else None
         self.text_column, self.label_column = text_column, label_column
         self.label_names = label_names
         self.validation_fraction = validation_fraction
@@ -196,6 +213,11 @@ class SentimentDataModule(pl.LightningDataModule):
         return self._splits
 
     @property
+    def source_names(self) -> list[str] | None:
+        """The sources' names in id order (the batches' `sources` index into it), or None for one dataset."""
+        return [s.name for s in self.sources] if self.sources is not None else None
+
+    @property
     def vocabulary_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
@@ -205,10 +227,18 @@ class SentimentDataModule(pl.LightningDataModule):
         """Load, check, tokenize. Idempotent: runs once per process, on first need."""
         if self._splits:
             return
-        raw = self._load_raw()
         tokenizer, reused_classes = self._reused_tokenizer()
-        classes = resolve_classes(raw["train"], self.label_column, reused_classes or self.label_names, self.source)
-        raw = datasets.DatasetDict({name: self._encode_labels(split, name, classes) for name, split in raw.items()})
+        if self.sources is not None:
+            classes = list(reused_classes or self.label_names)
+            raw = combine_sources(self.sources, classes, self.validation_fraction, self.seed, check_columns)
+            text_column = "text"
+            counts = np.bincount(raw["train"].with_format("arrow")["source"].to_numpy(), minlength=len(self.sources))
+            info("sources: %s", ", ".join(f"{s.name} ({n:,} train, weight {s.weight:g})" for s, n in zip(self.sources, counts)))
+        else:
+            raw = self._load_raw()
+            classes = resolve_classes(raw["train"], self.label_column, reused_classes or self.label_names, self.source)
+            raw = datasets.DatasetDict({name: self._encode_labels(split, name, classes) for name, split in raw.items()})
+            text_column = self.text_column
         if "validation" not in raw:
             if self.validation_fraction == 0:
                 info("validation: none (validation_fraction 0): training on all %d examples of train", len(raw["train"]))
@@ -221,14 +251,16 @@ class SentimentDataModule(pl.LightningDataModule):
         if tokenizer is not None:
             info("tokenizer: read %d tokens from %s", tokenizer.get_vocab_size(), self.tokenizer_file)
         else:
-            texts = (batch[self.text_column] for batch in raw["train"].select_columns(self.text_column).iter(batch_size=1000))
+            texts = (batch[text_column] for batch in raw["train"].select_columns(text_column).iter(batch_size=1000))
             tokenizer = train_tokenizer(texts, length=len(raw["train"]), **self.tokenizer_options)
             info("tokenizer: trained a %s vocabulary of %d tokens on train", self.tokenizer_options["kind"], tokenizer.get_vocab_size())
         self._tokenizer, self._classes = tokenizer, classes
-        self._splits = {name: self._tokenize(split, name) for name, split in raw.items()}
+        self._splits = {name: self._tokenize(split, name, text_column) for name, split in raw.items()}
 
     @property
     def source(self) -> str:
+        if self.sources is not None:
+            return "data.sources"
         return f"dataset '{self.dataset}'" if self.dataset else "data_files"
 
     def _load_raw(self) -> datasets.DatasetDict:
@@ -292,15 +324,15 @@ class SentimentDataModule(pl.LightningDataModule):
             desc=f"labels ({name})",
         )
 
-    def _tokenize(self, split: datasets.Dataset, name: str) -> TokenizedReviews:
+    def _tokenize(self, split: datasets.Dataset, name: str, text_column: str) -> TokenizedReviews:
         limit = self.max_length if name == "train" else self.eval_max_length
         tokenized = split.map(
             _encode_texts,
             batched=True,
             batch_size=1000,
-            fn_kwargs={"tokenizer": self._tokenizer, "column": self.text_column, "max_length": limit},
-            remove_columns=[c for c in split.column_names if c != "labels"],
-            new_fingerprint=self._fingerprint(split, name, limit),
+            fn_kwargs={"tokenizer": self._tokenizer, "column": text_column, "max_length": limit},
+            remove_columns=[c for c in split.column_names if c not in ("labels", "source")],
+            new_fingerprint=self._fingerprint(split, name, limit, text_column),
             desc=f"tokenizing ({name})",
         )
         num_tokens = tokenized.with_format("arrow")["num_tokens"]
@@ -309,10 +341,10 @@ class SentimentDataModule(pl.LightningDataModule):
             info("%s: %d of %d reviews (%.1f%%) truncated to %d tokens", name, truncated, len(tokenized), 100 * truncated / len(tokenized), limit)
         return TokenizedReviews.from_table(tokenized.with_format("arrow")[:])
 
-    def _fingerprint(self, split: datasets.Dataset, name: str, limit: int) -> str:
+    def _fingerprint(self, split: datasets.Dataset, name: str, limit: int, text_column: str) -> str:
         """Cache key of the tokenized split: the raw split, the vocabulary and the settings."""
         tokenizer = hashlib.sha256(self._tokenizer.to_str().encode()).hexdigest()
-        key = [split._fingerprint, tokenizer, self.text_column, limit, name]
+        key = [split._fingerprint, tokenizer, text_column, limit, name]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
 
     # --- Lightning hooks --------------------------------------------------------------------------------
@@ -329,6 +361,8 @@ class SentimentDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: what a checkpoint needs to be used on new text."""
         source = {"dataset": self.dataset, "dataset_config": self.dataset_config, "data_files": self.data_files}
+        if self.sources is not None:
+            source["sources"] = [dataclasses.asdict(s) for s in self.sources]
         # `max_length` here is the length new text is read at, the scored splits' (bundles, explain, app).
         return {
             "tokenizer": self.tokenizer.to_str(),
@@ -374,8 +408,17 @@ class SentimentDataModule(pl.LightningDataModule):
         self.prepare()
         reviews = self.splits[split]
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        weighted = shuffle and self.sources is not None and any(s.weight != 1 for s in self.sources)
         sampler = BucketBatchSampler(
-            reviews.lengths, batch_size, shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank, bucket_size=self.bucket_size
+            reviews.lengths,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            bucket_size=self.bucket_size,
+            groups=reviews.sources if weighted else None,
+            group_weights=[s.weight for s in self.sources] if weighted else None,
         )
         return DataLoader(
             reviews,

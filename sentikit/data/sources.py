@@ -7,15 +7,20 @@ becomes a one-line `ConfigError` or `FileNotFoundError` naming the file or datas
 from __future__ import annotations
 
 import os
+import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import datasets
+import numpy as np
 
 from sentikit.errors import ConfigError, exception_chain
+
+SPLITS = ("train", "validation", "test")
 
 # File extension -> the `datasets` builder that reads it.
 BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
@@ -114,3 +119,130 @@ def _offline_mode(offline: bool):
         yield
     finally:
         datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
+
+
+@dataclass
+class Source:
+    """One dataset of a run that trains on several (`data.sources`): where it lives, how its columns are
+    named and how its labels map onto the run's classes (`data.label_names`).
+
+    Args:
+        name: what the logs call it (`val_acc/<name>`): letters, digits, `_` and `-`.
+        data_files: local files per split, as `data.data_files`. Give either this or `dataset`.
+        dataset: a Hugging Face hub id, as `data.dataset`.
+        dataset_config: the hub dataset's configuration name, if it has several.
+        text_column: the column holding the review text.
+        label_column: the column holding the label.
+        labels: the source's label values mapped onto class names, e.g. `{neg: negative, pos: positive}`
+            or `{0: negative, 1: positive}`. Without it, integer labels (and a `ClassLabel`'s ids) index
+            `label_names` and string labels must be class names already.
+        weight: how many times each training example of this source is drawn per epoch, on average:
+            0.5 draws a different random half each epoch, 2 every example twice. It sets the source's
+            share of the training batches without resampling any file; validation and test read every
+            example once whatever the weight.
+    """
+
+    name: str
+    data_files: dict[str, str | list[str]] | None = None
+    dataset: str | None = None
+    dataset_config: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: dict[str | int, str] | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name or ""):
+            raise ConfigError(f"source name {self.name!r}: use letters, digits, '_' and '-' only")
+        if (self.data_files is None) == (self.dataset is None):
+            raise ConfigError(f"source '{self.name}': give either data_files (local files per split) or dataset (a hub id), not both")
+        if not self.weight > 0:
+            raise ConfigError(f"source '{self.name}': weight must be above 0, got {self.weight}")
+
+    def load(self) -> datasets.DatasetDict:
+        """Its raw splits, as `load_local_splits` or `load_hub_splits` read them."""
+        if self.dataset is not None:
+            return load_hub_splits(self.dataset, self.dataset_config)
+        return load_local_splits(self.data_files)
+
+    def describe(self, split: str) -> str:
+        if self.dataset is not None:
+            return f"source '{self.name}', split '{split}' of dataset '{self.dataset}'"
+        files = self.data_files.get(split, [])
+        return f"source '{self.name}', split '{split}' ({files if isinstance(files, str) else ', '.join(files)})"
+
+    def class_ids(self, split: datasets.Dataset, name: str, classes: list[str]) -> np.ndarray:
+        """The class id of every row of `split`, through `labels` when given; a one-line `ConfigError`
+        naming the source, split, column, value and row for a label that maps onto no class."""
+        column = self.label_column
+        feature = split.features[column]
+        values = split.data.column(column).to_pylist()
+        index = {c: i for i, c in enumerate(classes)}
+        if self.labels is not None:
+            mapping = {str(k): v for k, v in self.labels.items()}
+            for value in mapping.values():
+                if value not in index:
+                    raise ConfigError(f"source '{self.name}': labels maps onto {value!r}, which is not one of the classes {classes}")
+            if isinstance(feature, datasets.ClassLabel):
+                # A ClassLabel stores ids; the mapping may name either the id or the name.
+                lookup = {i: mapping.get(str(i), mapping.get(n)) for i, n in enumerate(feature.names)}
+                lookup = {i: index[v] for i, v in lookup.items() if v is not None}
+            else:
+                lookup = {v: index[mapping[str(v)]] for v in set(values) if str(v) in mapping}
+        elif isinstance(feature, datasets.ClassLabel) or all(isinstance(v, int) for v in values):
+            lookup = {i: i for i in range(len(classes))}
+        else:
+            lookup = dict(index)
+        ids = np.array([lookup.get(v, -1) for v in values], dtype=np.int64)
+        bad = ids < 0
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ConfigError(
+                f"{self.describe(name)}: label {values[row]!r} in column '{column}' (row {row}) maps onto none of the "
+                f"classes {classes}; {int(bad.sum())} rows affected (map it with `labels:` in the source)"
+            )
+        return ids
+
+
+def combine_sources(
+    sources: list[Source],
+    classes: list[str],
+    validation_fraction: float,
+    seed: int,
+    check: Callable[[datasets.Dataset, str, str, str, str], None],
+) -> datasets.DatasetDict:
+    """Load every source and concatenate them split by split into columns `text`, `labels` (class ids)
+    and `source` (the source's index in `sources`).
+
+    A source without a validation split gives up `validation_fraction` of its own train (seeded,
+    stratified), so that every source is validated on. `check(split, name, text, label, where)` checks
+    each raw split's columns before anything reads them."""
+    names = [s.name for s in sources]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"source names must differ; repeated: {', '.join(repeated)}")
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "labels": datasets.ClassLabel(names=classes), "source": datasets.ClassLabel(names=names)}
+    )
+    parts: dict[str, list[datasets.Dataset]] = {split: [] for split in SPLITS}
+    for number, source in enumerate(sources):
+        raw = {name: split for name, split in source.load().items() if name in SPLITS}
+        if "train" not in raw:
+            raise ConfigError(f"source '{source.name}' has no 'train' split (splits are named {', '.join(SPLITS)})")
+        for name, split in raw.items():
+            check(split, name, source.text_column, source.label_column, source.describe(name))
+            ids = source.class_ids(split, name, classes)
+            unified = (
+                split.select_columns([source.text_column])
+                .rename_columns({source.text_column: "text"} if source.text_column != "text" else {})
+                .add_column("labels", ids.tolist())
+                .add_column("source", [number] * len(split))
+                .cast(features)
+            )
+            raw[name] = unified
+        if "validation" not in raw and validation_fraction > 0:
+            carved = raw["train"].train_test_split(test_size=validation_fraction, seed=seed, stratify_by_column="labels")
+            raw["train"], raw["validation"] = carved["train"], carved["test"]
+        for name, split in raw.items():
+            parts[name].append(split)
+    return datasets.DatasetDict({name: datasets.concatenate_datasets(p) for name, p in parts.items() if p})

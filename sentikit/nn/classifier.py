@@ -111,6 +111,7 @@ class SentimentClassifier(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
         self._train_loss_window: list[torch.Tensor] = []
+        self._source_tally: torch.Tensor | None = None  # (right, seen) per data source, this epoch
 
     @property
     def num_parameters(self) -> int:
@@ -192,6 +193,45 @@ class SentimentClassifier(pl.LightningModule):
         metrics.update(logits, batch["labels"])
         self.log(f"{stage}_loss", loss, batch_size=len(logits), sync_dist=True)
         self.log_dict(metrics, prog_bar=True)
+        if self._source_tally is not None and "sources" in batch:
+            right = (logits.argmax(-1) == batch["labels"]).long()
+            self._source_tally[0].index_add_(0, batch["sources"], right)
+            self._source_tally[1].index_add_(0, batch["sources"], torch.ones_like(right))
+
+    # --- accuracy per data source, when the data module serves several (`data.sources`) ------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_source_tally()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_source_tally()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_source_accuracy("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_source_accuracy("test")
+
+    def _source_names(self) -> list[str] | None:
+        """The data module's source names (`SentimentDataModule.source_names`), if it has several.
+        Read from the trainer rather than saved with the model: they describe the run, not the weights."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(datamodule, "source_names", None)
+
+    def _start_source_tally(self) -> None:
+        names = self._source_names()
+        self._source_tally = torch.zeros(2, len(names), dtype=torch.long, device=self.device) if names else None
+
+    def _log_source_accuracy(self, stage: str) -> None:
+        """Logs `<stage>_acc/<source>`: the tallies summed over DDP processes first, so that every process
+        logs the same exact figure (each saw a disjoint share of the examples)."""
+        if self._source_tally is None:
+            return
+        right, seen = self.trainer.strategy.reduce(self._source_tally, reduce_op="sum").tolist()
+        for name, r, n in zip(self._source_names(), right, seen):
+            if n:
+                self.log(f"{stage}_acc/{name}", r / n)
+        self._source_tally = None
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         probabilities = self(batch["token_ids"], batch["lengths"]).softmax(-1)
