@@ -221,3 +221,43 @@ def test_terminating_compare_stops_the_training_it_started(tmp_path):
     finally:
         if Path(f"/proc/{child}").exists():
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_comparison_over_several_sources_reports_accuracy_per_source(small_sst2, tmp_path):
+    """With `data.sources` the report gives each source's validation accuracy, per cell, and the epochs'
+    logs keep `val_acc/<source>`; each source's figure is the accuracy over that source's reviews."""
+    halves = {}
+    for name, rows in (("movies", slice(0, 1000)), ("more", slice(1000, 2000))):
+        frame = pq.read_table(small_sst2["train"]).to_pandas()[rows]
+        if name == "more":  # another column name and label spelling
+            frame = frame.rename(columns={"text": "review", "label": "stars"})
+            frame["stars"] = frame["stars"].map({0: "bad", 1: "good"})
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+        halves[name] = str(tmp_path / f"{name}.parquet")
+    config = {
+        "seed_everything": 7,
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
+        "model": {"embedding_dim": 8, "hidden_size": 8},
+        "data": {
+            "label_names": ["negative", "positive"],
+            "sources": [
+                {"name": "movies", "data_files": {"train": halves["movies"]}},
+                {"name": "more", "data_files": {"train": halves["more"]}, "text_column": "review", "label_column": "stars",
+                 "labels": {"bad": "negative", "good": "positive"}},
+            ],
+            "max_length": 40,
+            "batch_size": 64,
+        },
+    }  # fmt: skip
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "report"
+    result = sentikit("compare", "-c", "sources.yaml", "--cells", "gru", "--out", str(out), "--decay-reviews", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (run,) = report(out)["runs"]
+    by_source = run["validation"]["acc_by_source"]
+    assert set(by_source) == {"movies", "more"}
+    # 100 validation reviews carved from each source: the overall accuracy is the mean of the two.
+    assert run["validation"]["acc"] == pytest.approx((by_source["movies"] + by_source["more"]) / 2)
+    assert {"val_acc/movies", "val_acc/more"} <= set(run["epochs"][-1])
+    assert "## Accuracy per source" in (out / "report.md").read_text()
+    assert "| GRU |" in (out / "report.md").read_text().split("## Accuracy per source")[1]

@@ -160,7 +160,7 @@ def prepare(fit_args: list[str], out: Path) -> Setup:
     base_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
     split = "test" if "test" in datamodule.splits else "validation"
     edges = length_edges(np.asarray(datamodule.splits[split].lengths))
-    data = cli.config["data"]
+    data = cli.config["data"].as_dict()  # plain dicts and lists all the way down (data.sources holds several)
     description = {
         "data": {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in dict(data).items()},
         "splits": {name: len(reviews) for name, reviews in datamodule.splits.items()},
@@ -289,7 +289,7 @@ def evaluate(run: Run, out: Path, setup: Setup, decay_reviews: int) -> dict[str,
 
     from sentikit.checkpoint import read_checkpoint
     from sentikit.nn.classifier import classifier_from_checkpoint
-    from sentikit.compare.measure import accuracy_by_length, evaluate_split, memory_by_distance
+    from sentikit.compare.measure import accuracy_by_length, accuracy_by_source, evaluate_split, memory_by_distance
 
     folder = run_folder(out, run)
     best = folder / json.loads((folder / "fit.json").read_text())["best_checkpoint"]
@@ -299,6 +299,9 @@ def evaluate(run: Run, out: Path, setup: Setup, decay_reviews: int) -> dict[str,
     dm = setup.datamodule
     splits = {"validation": dm.val_dataloader()} | ({"test": dm.test_dataloader()} if "test" in dm.splits else {})
     scores = {name: evaluate_split(model, loader, device) for name, loader in splits.items()}
+    for s in scores.values():
+        if s["sources"] is not None:
+            s["acc_by_source"] = accuracy_by_source(s["correct"], s["sources"], dm.source_names)
     length_scores = scores[setup.description["length_split"]]
     validation = dm.splits["validation"]
     longest = np.argsort(-validation.lengths, kind="stable")[:decay_reviews]  # the most distances to measure
@@ -314,7 +317,7 @@ def evaluate(run: Run, out: Path, setup: Setup, decay_reviews: int) -> dict[str,
         "best_checkpoint": os.path.relpath(best, out),
         "best_epoch": int(best_epoch) + 1 if isinstance(best_epoch, int) else None,
         "epochs": epochs,
-        **{name: {k: v for k, v in s.items() if k not in ("correct", "lengths")} for name, s in scores.items()},
+        **{name: {k: v for k, v in s.items() if k not in ("correct", "lengths", "sources")} for name, s in scores.items()},
         "inference_tokens_per_sec": length_scores["tokens_per_sec"],
         "accuracy_by_length": accuracy_by_length(length_scores["correct"], length_scores["lengths"], setup.edges),
         "memory_decay": decay,
@@ -337,7 +340,8 @@ def read_epochs(folder: Path) -> list[dict[str, float]]:
                 if not line.get("epoch"):
                     continue
                 epoch = int(float(line["epoch"]))
-                for key in ("val_acc", "val_f1", "val_loss", "train_seconds", "train_tokens_per_sec", "memory_start_mb", "memory_peak_mb"):
+                keys = ("val_acc", "val_f1", "val_loss", "train_seconds", "train_tokens_per_sec", "memory_start_mb", "memory_peak_mb")
+                for key in [*keys, *(k for k in line if k.startswith("val_acc/"))]:  # and per data source
                     if line.get(key):
                         rows.setdefault(epoch, {"epoch": epoch + 1})[key] = float(line[key])
     return [rows[e] for e in sorted(rows)]

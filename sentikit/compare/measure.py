@@ -24,7 +24,7 @@ def evaluate_split(model: SentimentClassifier, loader: DataLoader, device: torch
     """Predictions over one split: accuracy and macro F1 (as in training), and inference tokens/s
     (real tokens over the time spent in the model's forward passes, data loading excluded)."""
     model.eval().to(device)
-    predictions, labels, lengths, seconds = [], [], [], 0.0
+    predictions, labels, lengths, sources, seconds = [], [], [], [], 0.0
     with torch.inference_mode():
         for batch in loader:
             ids, batch_lengths = batch["token_ids"].to(device), batch["lengths"]
@@ -36,6 +36,8 @@ def evaluate_split(model: SentimentClassifier, loader: DataLoader, device: torch
             predictions.append(logits.argmax(-1).cpu())
             labels.append(batch["labels"])
             lengths.append(batch_lengths)
+            if "sources" in batch:
+                sources.append(batch["sources"])
     predicted, target, length = torch.cat(predictions), torch.cat(labels), torch.cat(lengths)
     classes = len(model.label_names)
     return {
@@ -45,7 +47,13 @@ def evaluate_split(model: SentimentClassifier, loader: DataLoader, device: torch
         "tokens_per_sec": float(length.sum()) / max(seconds, 1e-9),
         "correct": (predicted == target).numpy(),
         "lengths": length.numpy(),
+        "sources": torch.cat(sources).numpy() if sources else None,  # each example's data source, if several
     }
+
+
+def accuracy_by_source(correct: np.ndarray, sources: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Accuracy over each data source's examples (`data.sources`), for the sources the split holds."""
+    return {name: float(correct[sources == k].mean()) for k, name in enumerate(names) if (sources == k).any()}
 
 
 def length_edges(lengths: np.ndarray, buckets: int = 4) -> list[int]:

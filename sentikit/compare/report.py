@@ -67,6 +67,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for metric in ("acc", "f1"):
             if all(split in r for r in runs):
                 summary[f"{split}_{metric}"] = over_seeds([r[split][metric] for r in runs])
+        if all("acc_by_source" in r.get(split, {}) for r in runs):
+            names = runs[0][split]["acc_by_source"]
+            summary[f"{split}_acc_by_source"] = {n: over_seeds([r[split]["acc_by_source"].get(n) for r in runs]) for n in names}
     curve = summary["memory_decay"]
     if len(curve) > DECAY_DISTANCE and curve[0] and curve[DECAY_DISTANCE] is not None:
         summary[f"memory_at_{DECAY_DISTANCE}"] = curve[DECAY_DISTANCE] / curve[0]
@@ -170,6 +173,7 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
         "## Memory of early words",
         "",
         f"![mean gradient norm of the final state by distance from the end]({PLOTS['memory_decay']})",
+        *_source_table(report),
         "",
         "## Accuracy by review length",
         "",
@@ -183,6 +187,23 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
         accuracies = [s["accuracy_by_length"][i]["acc"] for s in report["summary"].values()]
         lines.append(f"| {bucket['tokens']} | {bucket['examples']:,} | " + " | ".join(_number(a and 100 * a, 2) for a in accuracies) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _source_table(report: dict[str, Any]) -> list[str]:
+    """Accuracy per data source and split (runs over several `data.sources`), or nothing."""
+    columns = [
+        (split, name)
+        for split in ("validation", "test")
+        for name in next(iter(report["summary"].values())).get(f"{split}_acc_by_source", {})
+    ]
+    if not columns:
+        return []
+    lines = ["", "## Accuracy per source", "", "| cell | " + " | ".join(f"{name} {split} %" for split, name in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for cell, s in report["summary"].items():
+        figures = [_spread(s.get(f"{split}_acc_by_source", {}).get(name)) for split, name in columns]
+        lines.append(f"| {cell.upper()} | " + " | ".join(figures) + " |")
+    return lines
 
 
 def _memory_kind(setup: dict[str, Any]) -> str:
