@@ -495,7 +495,6 @@ def test_a_bad_source_in_a_config_is_one_error_line(change, expected, tmp_path, 
 
 
 @pytest.mark.slow  # a fit, once it passes
-@pytest.mark.xfail(strict=True, reason="YAML 1.1 reads the keys yes/no as booleans; `labels` then maps True/False, not 'yes'/'no'")
 def test_labels_spelled_yes_and_no_in_a_config_map_as_written(tmp_path, monkeypatch, capsys):
     rows = [{"text": f"film {i} felt {'moving' if i % 2 else 'dull'}", "liked": "yes" if i % 2 else "no"} for i in range(40)]
     source = {"name": "liked", "data_files": {"train": write_table(tmp_path / "liked.csv", rows)}, "label_column": "liked"}
@@ -504,3 +503,10 @@ def test_labels_spelled_yes_and_no_in_a_config_map_as_written(tmp_path, monkeypa
     Path(cfg).write_text(Path(cfg).read_text().replace("label_column: liked", "label_column: liked\n    labels: {yes: positive, no: negative}"))
     code = sentikit(["fit", "-c", cfg, "--trainer.max_epochs", "1"], monkeypatch)
     assert code == 0, capsys.readouterr().err[-2000:]
+
+
+def test_a_class_too_small_to_carve_validation_from_is_named_in_one_line(tmp_path):
+    rows = [{"text": f"review {i}", "label": 1 if i == 0 else 0} for i in range(5)]
+    source = {"name": "tiny", "data_files": {"train": write_table(tmp_path / "tiny.csv", rows)}}
+    with pytest.raises(ConfigError, match="^source 'tiny': cannot hold 0.1 of train out for validation stratified by label"):
+        SentimentDataModule(sources=[source], label_names=["negative", "positive"]).prepare()

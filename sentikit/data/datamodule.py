@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sentikit.errors import ConfigError
 from sentikit.data.sampler import BucketBatchSampler
-from sentikit.data.sources import SPLITS, Source, combine_sources, load_hub_splits, load_local_splits
+from sentikit.data.sources import SPLITS, Source, carve_validation, combine_sources, load_hub_splits, load_local_splits
 from sentikit.data.tokenizer import (
     TokenizerKind,
     encode_texts,
@@ -243,9 +243,7 @@ class SentimentDataModule(pl.LightningDataModule):
             if self.validation_fraction == 0:
                 info("validation: none (validation_fraction 0): training on all %d examples of train", len(raw["train"]))
             else:
-                carved = raw["train"].train_test_split(
-                    test_size=self.validation_fraction, seed=self.seed, stratify_by_column="labels"
-                )
+                carved = carve_validation(raw["train"], self.validation_fraction, self.seed, self.source)
                 raw["train"], raw["validation"] = carved["train"], carved["test"]
                 info("validation: carved %d examples out of train (seed %d)", len(carved["test"]), self.seed)
         if tokenizer is not None:

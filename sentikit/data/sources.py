@@ -188,7 +188,7 @@ class Source:
                 lookup = {i: mapping.get(str(i), mapping.get(n)) for i, n in enumerate(feature.names)}
                 lookup = {i: index[v] for i, v in lookup.items() if v is not None}
             else:
-                lookup = {v: index[mapping[str(v)]] for v in set(values) if str(v) in mapping}
+                lookup = {v: index[mapping[key]] for v in set(values) if (key := mapping_key(v, mapping)) is not None}
         elif isinstance(feature, datasets.ClassLabel) or all(isinstance(v, int) for v in values):
             lookup = {i: i for i in range(len(classes))}
         else:
@@ -202,6 +202,32 @@ class Source:
                 f"classes {classes}; {int(bad.sum())} rows affected (map it with `labels:` in the source)"
             )
         return ids
+
+
+# YAML 1.1 (what PyYAML and so LightningCLI read) turns an unquoted yes/no/on/off/y/n key into a boolean.
+YAML_BOOLEANS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False, "true": True, "false": False}
+
+
+def mapping_key(value: object, mapping: dict[str, str]) -> str | None:
+    """The key of `mapping` (keys as strings) that names the label `value`: its own spelling, or the
+    boolean YAML made of it (`labels: {yes: positive}` arrives as `{True: positive}`)."""
+    if str(value) in mapping:
+        return str(value)
+    if isinstance(value, str) and value.lower() in YAML_BOOLEANS and str(YAML_BOOLEANS[value.lower()]) in mapping:
+        return str(YAML_BOOLEANS[value.lower()])
+    return None
+
+
+def carve_validation(train: datasets.Dataset, fraction: float, seed: int, where: str) -> datasets.DatasetDict:
+    """Hold `fraction` of `train` out for validation, stratified by label; a one-line error naming `where`
+    when it cannot be (too few examples of a class to give validation one)."""
+    try:
+        return train.train_test_split(test_size=fraction, seed=seed, stratify_by_column="labels")
+    except ValueError as error:
+        raise ConfigError(
+            f"{where}: cannot hold {fraction:g} of train out for validation stratified by label "
+            f"({str(error).splitlines()[0]}); give a validation split or more examples"
+        ) from None
 
 
 def combine_sources(
@@ -241,7 +267,7 @@ def combine_sources(
             )
             raw[name] = unified
         if "validation" not in raw and validation_fraction > 0:
-            carved = raw["train"].train_test_split(test_size=validation_fraction, seed=seed, stratify_by_column="labels")
+            carved = carve_validation(raw["train"], validation_fraction, seed, f"source '{source.name}'")
             raw["train"], raw["validation"] = carved["train"], carved["test"]
         for name, split in raw.items():
             parts[name].append(split)
