@@ -34,6 +34,10 @@ def export_command(argv: list[str]) -> None:
         help="the most tokens of a review the bundle reads (default: the checkpoint's, data.eval_max_length of its training run)",
     )
     parser.add_argument("--validation", help="a labelled parquet/csv/jsonl file: the bundle's accuracy on it goes into meta.json")
+    parser.add_argument(
+        "--score", action="append", default=[], metavar="FILE",
+        help="another labelled file to score the bundle on (repeatable): its accuracy goes into meta.json's `scores`, under the path as given",
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     args = parser.parse_args(argv)
@@ -45,12 +49,18 @@ def export_command(argv: list[str]) -> None:
     if args.validation:
         texts, labels = read_labelled(args.validation, args.text_column, args.label_column, bundle.label_names)
         bundle.meta["validation"] = {"file": Path(args.validation).name, **evaluate_bundle(bundle, texts, labels)}
+    for path in args.score:
+        texts, labels = read_labelled(path, args.text_column, args.label_column, bundle.label_names)
+        bundle.meta.setdefault("scores", []).append({"file": path, **evaluate_bundle(bundle, texts, labels)})
+    if args.validation or args.score:
         write_meta(out, bundle.meta)
     model_file = MODEL_FILES[args.format]
     sizes = {name: (out / name).stat().st_size for name in (model_file, "tokenizer.json", "meta.json")}
     print(f"bundle written: {out} ({sum(sizes.values()) / 1e6:.1f} MB; {bundle.meta['cell']}, {bundle.meta['num_parameters']:,} parameters; reads up to {bundle.max_length} tokens a review)")
     if bundle.meta.get("validation"):
         v = bundle.meta["validation"]
+        print(f"accuracy on {v['file']}: {100 * v['accuracy']:.2f}% of {v['examples']}")
+    for v in bundle.meta.get("scores", []):
         print(f"accuracy on {v['file']}: {100 * v['accuracy']:.2f}% of {v['examples']}")
     if args.format == "torchscript":
         print("model.pt is TorchScript; torch 2.13 calls torch.jit.script deprecated, but it runs and loads unchanged (docs/bundles.md)")
