@@ -252,9 +252,17 @@ from sentikit.bundle.predict_file import predict_file  # noqa: E402
 def test_export_and_predict_file_through_the_command_line(tmp_path, tokenizer):
     ckpt = write_checkpoint(tmp_path / "m.ckpt", tokenizer, "gru")
     run = lambda *args: subprocess.run([sys.executable, "-m", "sentikit", *args], capture_output=True, text=True)  # noqa: E731
-    exported = run("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "b"), "--validation", str(SST2 / "validation.parquet"))
+    scored = write_table(tmp_path / "scored.csv", [{"text": t, "label": "positive" if i % 2 else "negative"} for i, t in enumerate(TEXTS)])
+    exported = run(
+        "export", "--ckpt", str(ckpt), "--out", str(tmp_path / "b"), "--validation", str(SST2 / "validation.parquet"), "--score", scored,
+        "--score", str(SST2 / "test.parquet"),
+    )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert "accuracy on validation.parquet" in exported.stdout and "reads up to 32 tokens a review" in exported.stdout
+    assert f"accuracy on {scored}:" in exported.stdout
+    scores = json.loads((tmp_path / "b" / "meta.json").read_text())["scores"]
+    assert [(s["file"], s["examples"]) for s in scores] == [(scored, len(TEXTS)), (str(SST2 / "test.parquet"), 1821)]
+    assert load_bundle(tmp_path / "b").meta["scores"] == scores  # the hashes still hold
     too_short = run("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "s"), "--max-length", "0")
     assert too_short.returncode == 2 and "max_length must be at least 1, got 0" in too_short.stderr and not (tmp_path / "s").exists()
     meta = json.loads((tmp_path / "b" / "meta.json").read_text())
