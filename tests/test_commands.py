@@ -57,6 +57,12 @@ def test_an_epoch_line_carries_epoch_step_loss_accuracy_speed_and_time():
     assert line == "epoch 2/3 step 1054 train_loss 0.3121 val_acc 0.8532 tokens/s 12,345 elapsed 1:02:05"
 
 
+def test_an_epoch_line_over_several_sources_adds_each_sources_accuracy():
+    metrics = {"train_loss": 0.31214, "val_acc": 0.85321, "val_acc/sst2": 0.86123, "val_acc/imdb": 0.849}
+    line = epoch_line(fake_trainer(**metrics), tokens_per_sec=12345.4, elapsed=3725.0)
+    assert " val_acc 0.8532 (sst2 0.8612, imdb 0.8490) tokens/s " in line
+
+
 def test_an_epoch_without_validation_shows_a_dash_for_its_accuracy():
     assert " val_acc - " in epoch_line(fake_trainer(train_loss=0.5), tokens_per_sec=10.0, elapsed=1.0)
 

@@ -5,6 +5,9 @@ batch scheduler) a run would print nothing between the model summary and its end
 when stdout is not a terminal, one plain line per training epoch, so a log shows the run moving:
 
     epoch 2/3 step 1054 train_loss 0.3121 val_acc 0.8532 tokens/s 12,345 elapsed 0:06:12
+
+and, for a run over several data sources, each source's validation accuracy after the overall one
+(`val_acc 0.8532 (sst2 0.8612, imdb 0.8490)`).
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ def epoch_line(trainer: pl.Trainer, tokens_per_sec: float | None, elapsed: float
         value = metrics.get(name)
         return f"{float(value):.4f}" if value is not None else "-"
 
+    sources = [(name.split("/", 1)[1], figure(name)) for name in metrics if name.startswith("val_acc/")]
+    per_source = f" ({', '.join(f'{source} {value}' for source, value in sources)})" if sources else ""
     speed = f"{tokens_per_sec:,.0f}" if tokens_per_sec is not None else "-"
     epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
     minutes, seconds = divmod(int(elapsed), 60)
     hours, minutes = divmod(minutes, 60)
     return (
         f"epoch {trainer.current_epoch + 1}{epochs} step {trainer.global_step} "
-        f"train_loss {figure('train_loss')} val_acc {figure('val_acc')} "
+        f"train_loss {figure('train_loss')} val_acc {figure('val_acc')}{per_source} "
         f"tokens/s {speed} elapsed {hours}:{minutes:02d}:{seconds:02d}"
     )
