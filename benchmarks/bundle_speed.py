@@ -9,8 +9,13 @@ For each demo bundle in data/bundles (or `--bundle DIR`), the eager model is the
 - throughput: reviews/s of batch prediction (tokenization included, batches of 256 reviews, truncated to
   the bundle's max length) over the first `--throughput-reviews` IMDB test reviews, bundle vs eager.
 
-    python benchmarks/bundle_speed.py                # the three demo bundles, IMDB test from ../shared
+    python benchmarks/bundle_speed.py                # the three demo bundles, IMDB test from data/imdb/
+                                                     # (SST-2 validation if absent, and it says so)
     python benchmarks/bundle_speed.py --quick        # CI: SST-2 validation sentences, few repetitions
+    python benchmarks/bundle_speed.py --data PATH    # another parquet file with a `text` column
+                                                     # (or a folder with test.parquet)
+
+IMDB is not shipped: data/README.md says how to save a copy in data/imdb/.
 """
 
 from __future__ import annotations
@@ -27,8 +32,20 @@ from sentikit.bundle.bundle import Bundle, load_bundle
 from sentikit.gates.portable import PortableClassifier
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB_TEST = REPO.parent / "shared" / "datasets" / "imdb" / "test.parquet"
+IMDB_TEST = REPO / "data" / "imdb" / "test.parquet"  # a local copy, not shipped (data/README.md)
 SST2_VALIDATION = REPO / "data" / "sst2" / "validation.parquet"
+
+
+def reviews_file(data: Path, quick: bool, script: str) -> Path:
+    """The parquet file to read: `--data`, SST-2 validation for --quick or when the default IMDB copy is absent."""
+    if data == IMDB_TEST and (quick or not IMDB_TEST.is_file()):
+        if not quick:
+            print(f"{script}: {IMDB_TEST} not found (data/README.md says how to save a copy); using {SST2_VALIDATION} instead")
+        return SST2_VALIDATION
+    source = data / "test.parquet" if data.is_dir() else data
+    if not source.is_file():
+        raise SystemExit(f"{script}: {source} not found (data/README.md says how to save a copy of IMDB in data/imdb/; or pass --data PATH)")
+    return source
 
 
 def eager_twin(bundle: Bundle) -> PortableClassifier:
@@ -75,10 +92,11 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=300, help="reviews timed one at a time")
     parser.add_argument("--throughput-reviews", type=int, default=5000, help="reviews predicted in batches")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="SST-2 sentences, 20 latency and 500 throughput reviews")
+    parser.add_argument("--data", type=Path, default=IMDB_TEST, help=f"reviews: a parquet file, or a folder with test.parquet (default: {IMDB_TEST})")
+    parser.add_argument("--quick", action="store_true", help="SST-2 sentences (unless --data is given), 20 latency and 500 throughput reviews")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    source = SST2_VALIDATION if args.quick or not IMDB_TEST.exists() else IMDB_TEST
+    source = reviews_file(args.data, args.quick, "bundle_speed.py")
     if args.quick:
         args.reviews, args.throughput_reviews = 20, 500
     texts = pq.read_table(source, columns=["text"]).column("text").to_pylist()

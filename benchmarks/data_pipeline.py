@@ -15,9 +15,13 @@ train held out) from the local parquet files and takes the first training batch:
 Besides, in this process: the fast tokenizer's `encode_batch_fast` alone (tokens/s over IMDB train + test)
 and the same work through `Dataset.map(batched=True)` with Arrow output, the way the pipeline runs it.
 
-    python benchmarks/data_pipeline.py            # IMDB train + test (about a minute here)
+    python benchmarks/data_pipeline.py            # IMDB train + test from data/imdb/ (about a minute here)
     python benchmarks/data_pipeline.py --quick    # 2,000 reviews of each split, for CI; falls back to the
-                                                  # shipped SST-2 when ../shared is absent
+                                                  # shipped SST-2 when data/imdb/ is absent
+    python benchmarks/data_pipeline.py --data PATH  # another folder with train.parquet and test.parquet,
+                                                  # or one parquet file (`text` and `label` columns)
+
+IMDB is not shipped: data/README.md says how to save a copy in data/imdb/.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB = REPO.parent / "shared/datasets/imdb"
+IMDB = REPO / "data/imdb"  # a local copy, not shipped (data/README.md)
 SST2 = REPO / "data/sst2"
 OPTIONS = dict(label_names=["neg", "pos"], vocab_size=30_000, min_frequency=2, max_length=800, batch_size=64, seed=42)
 QUICK_REVIEWS = 2_000
@@ -87,22 +91,30 @@ def tokenization(files: dict[str, str], tokenizer) -> list[tuple[str, int, float
     return [("`encode_batch_fast` alone", tokens, alone), ("`Dataset.map(batched=True)` into Arrow", tokens, mapped)]
 
 
-def sample(source: Path, folder: Path, rows: int) -> dict[str, str]:
+def splits_of(source: Path) -> dict[str, str]:
+    """The parquet files to read: one file (as train), or a folder's train.parquet and test.parquet."""
+    if source.suffix == ".parquet":
+        return {"train": str(source)}
+    return {split: str(source / f"{split}.parquet") for split in ("train", "test")}
+
+
+def sample(files: dict[str, str], folder: Path, rows: int) -> dict[str, str]:
     """A seeded sample of each split (IMDB is sorted by label: its first rows hold one class)."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    files = {}
-    for split in ("train", "test"):
-        table = pq.read_table(source / f"{split}.parquet")
+    sampled = {}
+    for split, path in files.items():
+        table = pq.read_table(path)
         picked = np.sort(np.random.default_rng(42).choice(table.num_rows, min(rows, table.num_rows), replace=False))
-        files[split] = str(folder / f"{split}.parquet")
-        pq.write_table(table.take(picked), files[split])
-    return files
+        sampled[split] = str(folder / f"{split}.parquet")
+        pq.write_table(table.take(picked), sampled[split])
+    return sampled
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=IMDB, help=f"a folder with train.parquet and test.parquet, or one parquet file (default: {IMDB})")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_REVIEWS:,} reviews per split")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,16 +122,18 @@ def main() -> None:
         options = json.loads(args.child)
         print(json.dumps(first_batch(options["files"], options["tokenizer_file"])))
         return
-    source = IMDB
-    if not (IMDB / "train.parquet").is_file():
-        if not args.quick:
-            sys.exit(f"data_pipeline.py: {IMDB} not found (the shared IMDB copy beside the checkout)")
+    source = args.data
+    missing = [path for path in splits_of(source).values() if not Path(path).is_file()]
+    if missing and args.quick and args.data == IMDB:
+        # A smoke run on a checkout without a local IMDB copy: the shipped SST-2 exercises the same code.
         source = SST2
-        print(f"data_pipeline.py: {IMDB} not found; the quick run uses {SST2}")
+        print(f"data_pipeline.py: {missing[0]} not found; the quick run uses {SST2}")
+    elif missing:
+        sys.exit(f"data_pipeline.py: {missing[0]} not found (data/README.md says how to save a copy of IMDB in data/imdb/; or pass --data PATH)")
     logging.getLogger("sentikit").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="sentikit-pipeline-") as tmp:
         tmp = Path(tmp)
-        files = sample(source, tmp, QUICK_REVIEWS) if args.quick else {s: str(source / f"{s}.parquet") for s in ("train", "test")}
+        files = sample(splits_of(source), tmp, QUICK_REVIEWS) if args.quick else splits_of(source)
         cache = str(tmp / "hf-cache")
         cold = in_child(files, cache)
         cached = in_child(files, cache)
@@ -135,7 +149,7 @@ def main() -> None:
         reused = in_child(files, cache, tokenizer_file)
         speeds = tokenization(files, dm.tokenizer)
 
-    print(f"\nData pipeline: {source.name} {'sample of ' + format(QUICK_REVIEWS, ',') + ' per split' if args.quick else 'train + test'}, "
+    print(f"\nData pipeline: {source.name} {'sample of ' + format(QUICK_REVIEWS, ',') + ' per split' if args.quick else ' + '.join(files)}, "
           f"word tokenizer ({OPTIONS['vocab_size']:,} words), max_length {OPTIONS['max_length']}, batches of {OPTIONS['batch_size']}\n")
     print("| tokenization | tokens | seconds | tokens/s |")
     print("|---|---:|---:|---:|")

@@ -16,9 +16,13 @@ config's (two-layer BiGRU, 256 units) with the cell and the pooling varied:
 same start for both modes), to see whether training outgrows the denormals: a gated cell learns to
 carry the gradient back, a plain RNN's keeps vanishing.
 
-    python benchmarks/denormals.py                # IMDB from ../shared (about 5 minutes here)
+    python benchmarks/denormals.py                # IMDB train from data/imdb/ (about 5 minutes here)
     python benchmarks/denormals.py --cells rnn gru --pooling last --after 200
     python benchmarks/denormals.py --quick        # SST-2 from data/, 4 batches: for CI, figures meaningless
+    python benchmarks/denormals.py --data PATH    # another parquet file with `text` and `label` columns
+                                                  # (or a folder with train.parquet)
+
+IMDB is not shipped: data/README.md says how to save a copy in data/imdb/.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import copy
 import itertools
 import logging
 import statistics
+import sys
 import time
 import typing
 from pathlib import Path
@@ -44,7 +49,7 @@ from sentikit.nn.encoder import Cell
 from sentikit.nn.classifier import SentimentClassifier
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB_TRAIN = REPO.parent / "shared/datasets/imdb/train.parquet"  # the shared data beside the checkout
+IMDB_TRAIN = REPO / "data/imdb/train.parquet"  # a local copy, not shipped (data/README.md)
 SST2_TRAIN = REPO / "data/sst2/train.parquet"
 UNTIMED = 2
 
@@ -74,7 +79,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating")
     parser.add_argument("--after", type=int, default=0, help="batches of training before the timed ones")
     parser.add_argument("--batch_size", type=int, default=64, help="reviews per batch (the figures in docs/results.md: 64)")
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--data", type=Path, default=IMDB_TRAIN, help=f"training reviews: a parquet file, or a folder with train.parquet (default: {IMDB_TRAIN})")
+    parser.add_argument("--quick", action="store_true", help="SST-2 (unless --data is given), 4 batches, a tiny model")
     args = parser.parse_args()
     if args.batches <= UNTIMED:
         parser.error(f"--batches must be over {UNTIMED}")
@@ -82,9 +88,11 @@ def main() -> None:
     logging.getLogger("sentikit").setLevel(logging.WARNING)
 
     config = yaml.safe_load((REPO / "configs/imdb-gru.yaml").read_text())
-    train = SST2_TRAIN if args.quick else IMDB_TRAIN
-    if not train.exists():
-        parser.error(f"{train} not found: the IMDB copy lives in ../shared/datasets beside the checkout")
+    train = args.data / "train.parquet" if args.data.is_dir() else args.data
+    if args.quick and args.data == IMDB_TRAIN:
+        train = SST2_TRAIN  # the smoke run does not need IMDB
+    if not train.is_file():
+        sys.exit(f"denormals.py: {train} not found (data/README.md says how to save a copy of IMDB in data/imdb/; or pass --data PATH)")
     data = dict(config["data"], dataset=None, data_files={"train": str(train)}, batch_size=args.batch_size)
     if args.quick:
         data.update(batch_size=8, vocab_size=2_000)
@@ -98,7 +106,7 @@ def main() -> None:
     tokens = sum(int(batch["lengths"].sum()) for batch in batches[UNTIMED:])
     longest = max(int(batch["lengths"].max()) for batch in batches[UNTIMED:])
 
-    print(f"\nTraining on {len(batches) - UNTIMED} timed batches of {train.parent.name} ({tokens:,} tokens, the longest "
+    print(f"\nTraining on {len(batches) - UNTIMED} timed batches of {train.parent.name}/{train.name} ({tokens:,} tokens, the longest "
           f"review {longest}), {config['model']['num_layers']}-layer bidirectional, {config['model']['hidden_size']} "
           f"units, {torch.get_num_threads()} threads; tokens/s, medians of {args.repeats}"
           + (f"; each model trained on {len(earlier)} other batches first" if earlier else "") + "\n")  # fmt: skip

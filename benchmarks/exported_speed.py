@@ -11,8 +11,13 @@ export --format exported` takes), then both predict the same reviews on one torc
 The program always runs the bundle's full max length (its time dimension is fixed), the TorchScript
 model only each review's own tokens (packed sequences): the gap is widest for short reviews.
 
-    python benchmarks/exported_speed.py              # IMDB test reviews from ../shared (SST-2 if absent)
+    python benchmarks/exported_speed.py              # IMDB test reviews from data/imdb/
+                                                     # (SST-2 validation if absent, and it says so)
     python benchmarks/exported_speed.py --quick      # CI: the LSTM bundle, SST-2 sentences, few repetitions
+    python benchmarks/exported_speed.py --data PATH  # another parquet file with a `text` column
+                                                     # (or a folder with test.parquet)
+
+IMDB is not shipped: data/README.md says how to save a copy in data/imdb/.
 """
 
 from __future__ import annotations
@@ -32,8 +37,20 @@ from sentikit.bundle.exported import PaddedProgram, export_program
 from sentikit.data.tokenizer import PAD_ID
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB_TEST = REPO.parent / "shared" / "datasets" / "imdb" / "test.parquet"
+IMDB_TEST = REPO / "data" / "imdb" / "test.parquet"  # a local copy, not shipped (data/README.md)
 SST2_VALIDATION = REPO / "data" / "sst2" / "validation.parquet"
+
+
+def reviews_file(data: Path, quick: bool, script: str) -> Path:
+    """The parquet file to read: `--data`, SST-2 validation for --quick or when the default IMDB copy is absent."""
+    if data == IMDB_TEST and (quick or not IMDB_TEST.is_file()):
+        if not quick:
+            print(f"{script}: {IMDB_TEST} not found (data/README.md says how to save a copy); using {SST2_VALIDATION} instead")
+        return SST2_VALIDATION
+    source = data / "test.parquet" if data.is_dir() else data
+    if not source.is_file():
+        raise SystemExit(f"{script}: {source} not found (data/README.md says how to save a copy of IMDB in data/imdb/; or pass --data PATH)")
+    return source
 
 
 def program_of(bundle) -> PaddedProgram:
@@ -47,10 +64,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reviews", type=int, default=200, help="reviews timed one at a time")
     parser.add_argument("--throughput-reviews", type=int, default=2000, help="reviews predicted in batches of 256")
-    parser.add_argument("--quick", action="store_true", help="the LSTM bundle, SST-2 sentences, 10 and 256 reviews")
+    parser.add_argument("--data", type=Path, default=IMDB_TEST, help=f"reviews: a parquet file, or a folder with test.parquet (default: {IMDB_TEST})")
+    parser.add_argument("--quick", action="store_true", help="the LSTM bundle, SST-2 sentences (unless --data is given), 10 and 256 reviews")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    source = SST2_VALIDATION if args.quick or not IMDB_TEST.exists() else IMDB_TEST
+    source = reviews_file(args.data, args.quick, "exported_speed.py")
     cells = ("lstm",) if args.quick else ("rnn", "lstm", "gru")
     if args.quick:
         args.reviews, args.throughput_reviews = 10, 256

@@ -12,8 +12,8 @@ CUDA versions and the number of GPUs are printed with the table.
     python benchmarks/gpu_speed.py --quick               # anywhere: the LSTM on the CPU, fp32 and bf16-mixed,
                                                          # a few batches of SST-2 (checks the script, not speed)
 
-IMDB is read from `../shared/datasets/imdb` beside the checkout when present (`--data DIR` for another
-folder with train.parquet), else the shipped SST-2 is used and the table says so.
+IMDB is read from the local copy in `data/imdb/` when present (`--data DIR` for another folder with
+train.parquet; data/README.md says how to save the copy), else the shipped SST-2 is used and the table says so.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB = REPO.parent / "shared/datasets/imdb"
+IMDB = REPO / "data/imdb"  # a local copy, not shipped (data/README.md)
 
 
 def measure(cell: str, precision: str, devices: int, accelerator: str, batches: int, data: dict[str, str], root: Path) -> float:

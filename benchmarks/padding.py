@@ -7,9 +7,9 @@ tokenizer; 10% carved out for validation as in training, leaving 22,500 reviews)
 both ways, and prints padded positions / all positions (batch size x longest review, summed over the
 batches of 5 epochs) per `max_length`.
 
-    python benchmarks/padding.py                  # IMDB train (about 15 s here)
+    python benchmarks/padding.py                  # IMDB train from data/imdb/ (about 15 s here)
     python benchmarks/padding.py --quick          # 3,000 reviews (a seeded sample), for CI; falls back to
-                                                  # the shipped SST-2 when ../shared is absent
+                                                  # the shipped SST-2 when data/imdb/ is absent
     python benchmarks/padding.py --data PATH      # another parquet file with `text` and `label` columns
 
 The data are tokenized once, without truncation; each `max_length` then clips the token counts with
@@ -33,7 +33,7 @@ from sentikit.data.datamodule import SentimentDataModule
 from sentikit.data.sampler import BucketBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB_TRAIN = REPO.parent / "shared/datasets/imdb/train.parquet"  # the shared data beside the checkout
+IMDB_TRAIN = REPO / "data/imdb/train.parquet"  # a local copy, not shipped (data/README.md)
 BATCH_SIZE, SEED, QUICK_REVIEWS = 64, 42, 3_000
 EPOCHS = 5  # the bucketed figure moves by about half a point from epoch to epoch: pool a few
 NO_TRUNCATION = 10**9
@@ -83,11 +83,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"only {QUICK_REVIEWS:,} reviews")
     args = parser.parse_args()
     if args.quick and args.data == IMDB_TRAIN and not args.data.is_file():
-        # A smoke run on a checkout without the shared data: the shipped SST-2 exercises the same code.
+        # A smoke run on a checkout without a local IMDB copy: the shipped SST-2 exercises the same code.
         args.data = REPO / "data/sst2/train.parquet"
         print(f"padding.py: {IMDB_TRAIN} not found; the quick run uses {args.data}")
     if not args.data.is_file():
-        print(f"padding.py: data file not found: {args.data} (pass --data PATH to a parquet file with text and label columns)", file=sys.stderr)
+        print(f"padding.py: {args.data} not found (data/README.md says how to save a copy of IMDB in data/imdb/; or pass --data PATH)", file=sys.stderr)
         sys.exit(1)
     datasets.disable_progress_bars()
     logging.getLogger("sentikit").setLevel(logging.WARNING)
