@@ -56,7 +56,7 @@ def client(url):
 
 def test_the_explain_endpoint_returns_the_gates_json_with_words_of_the_input(app_url):
     text = EXAMPLES[0]
-    result = client(app_url).predict(text, "sst2-lstm", api_name="/explain")
+    result = client(app_url).predict(text, "english-lstm", api_name="/explain")
     assert result["label"] == "positive" and result["method"] == "gates" and result["cell"] == "lstm"
     assert len(result["probabilities"]) == len(result["classes"]) == len(result["bias"]) == 2
     words = result["words"]
@@ -98,8 +98,8 @@ def test_a_cell_picks_the_model_of_the_review_s_language_and_a_bundle_name_is_us
     as_gru = api.predict(text, "gru", api_name="/explain")
     assert as_gru["probabilities"] == pytest.approx(explain_one(by_name["zh-shopping-gru"], text)["probabilities"], abs=1e-4)
     assert as_gru["label"] == "negative"
-    as_named = api.predict(text, "sst2-gru", api_name="/explain")
-    assert as_named["probabilities"] == pytest.approx(explain_one(by_name["sst2-gru"], text)["probabilities"], abs=1e-4)
+    as_named = api.predict(text, "english-gru", api_name="/explain")
+    assert as_named["probabilities"] == pytest.approx(explain_one(by_name["english-gru"], text)["probabilities"], abs=1e-4)
     assert as_named["probabilities"] != pytest.approx(as_gru["probabilities"], abs=1e-3)
 
 
@@ -139,8 +139,8 @@ def test_the_server_accepts_any_unicode_text_up_to_the_limit():
 
 
 def test_a_model_name_must_be_short_text_or_nothing():
-    assert check_model_name(None) == "" and check_model_name("sst2-gru") == "sst2-gru"
-    with pytest.raises(ConfigError, match="the model name must be text such as 'sst2-gru' or 'gru', got int"):
+    assert check_model_name(None) == "" and check_model_name("english-gru") == "english-gru"
+    with pytest.raises(ConfigError, match="the model name must be text such as 'english-gru' or 'gru', got int"):
         check_model_name(7)
     with pytest.raises(ConfigError, match="no served model has a 1,000-character name"):
         check_model_name("m" * 1_000)
@@ -171,7 +171,7 @@ def test_twenty_clients_at_once_are_all_answered_correctly(app_url, local_models
     expected = [explain_one(local_models[1], s)["label"] for s in sentences]
 
     def ask(sentence):
-        return client(app_url).predict(sentence, "sst2-lstm", api_name="/explain")
+        return client(app_url).predict(sentence, "english-lstm", api_name="/explain")
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(ask, sentences))

@@ -141,7 +141,7 @@ def test_the_survival_plot_has_one_point_per_word_and_model(models, cereal):
     assert list(frame.columns) == ["position", "word", "share", "model"]
     assert len(frame) == sum(len(r["words"]) for r in cereal)
     assert sorted(frame["model"].unique()) == sorted(
-        ["RNN memory decay (sst2-rnn)", "LSTM retention (sst2-lstm)", "GRU retention (sst2-gru)"]
+        ["RNN memory decay (english-rnn)", "LSTM retention (english-lstm)", "GRU retention (english-gru)"]
     )
 
 
@@ -182,10 +182,10 @@ def test_html_emoji_and_other_scripts_give_an_escaped_result_that_reads_as_typed
 
 
 def test_a_model_is_found_by_bundle_name_or_cell_and_the_first_is_the_default(models):
-    assert find_model(models, "sst2-gru").cell == "gru"
-    assert find_model(models, "LSTM").name == "sst2-lstm"
+    assert find_model(models, "english-gru").cell == "gru"
+    assert find_model(models, "LSTM").name == "english-lstm"
     assert find_model(models, "") is models[0]
-    with pytest.raises(ConfigError, match=r"no served model is called 'bert'; choose one of \['sst2-rnn', 'sst2-lstm', 'sst2-gru'\]"):
+    with pytest.raises(ConfigError, match=r"no served model is called 'bert'; choose one of \['english-rnn', 'english-lstm', 'english-gru'\]"):
         find_model(models, "bert")
 
 
@@ -261,7 +261,7 @@ def test_a_bundle_s_language_comes_from_its_vocabulary_or_its_meta_json():
 
 
 def test_the_shipped_bundles_read_english_or_chinese_by_their_vocabulary(served):
-    assert {m.name: m.language for m in served} == {m.name: "en" if m.name.startswith("sst2-") else "zh" for m in served}
+    assert {m.name: m.language for m in served} == {m.name: "en" if m.name.startswith("english-") else "zh" for m in served}
     assert all("language" not in m.meta for m in served)  # their meta.json says nothing: the vocabulary does
 
 
@@ -334,8 +334,8 @@ def test_the_page_writes_its_words_in_the_browser_s_language(models, cereal):
     assert view.probabilities == {"负面": lstm["probabilities"][0], "正面": lstm["probabilities"][1]}
     assert "遗忘门 f" in view.gates and "（保留）" in view.highlight
     assert "忘却 f" in gates_html(lstm, "ja") and "素の RNN" in gates_html(cereal[0], "ja")
-    assert set(survival_frame(models, cereal, "ja")["model"]) == {"RNN 記憶の減衰 (sst2-rnn)", "LSTM 保持 (sst2-lstm)", "GRU 保持 (sst2-gru)"}
-    assert models[1].heading("zh").endswith("在 validation.parquet 上 86.2%")
+    assert set(survival_frame(models, cereal, "ja")["model"]) == {"RNN 記憶の減衰 (english-rnn)", "LSTM 保持 (english-lstm)", "GRU 保持 (english-gru)"}
+    assert models[1].heading("zh").endswith(f"在 validation.parquet 上 {100 * models[1].meta['validation']['accuracy']:.1f}%")
     assert label_name("positive", "ja") == "ポジティブ" and label_name("neutral", "zh") == "neutral"
     assert message("note_no_model", "zh", read_as="中文") == "没有读中文的模型：所有模型都来读这条评论。"
 
@@ -379,7 +379,7 @@ def test_a_chinese_or_japanese_review_gives_one_highlighted_span_per_character(c
 
 def test_the_app_serves_the_six_shipped_bundles_english_first(served):
     assert [(m.name, m.cell, m.language) for m in served] == [
-        (f"{data}-{cell}", cell, language) for data, language in (("sst2", "en"), ("zh-shopping", "zh")) for cell in ("rnn", "lstm", "gru")
+        (f"{data}-{cell}", cell, language) for data, language in (("english", "en"), ("zh-shopping", "zh")) for cell in ("rnn", "lstm", "gru")
     ]
 
 
@@ -388,12 +388,12 @@ def test_bundles_must_exist_and_have_different_names(tmp_path):
         load_models([tmp_path / "missing"])
     with pytest.raises(ConfigError, match="no bundle to serve"):
         load_models([])
-    with pytest.raises(ConfigError, match="share the name 'sst2-gru'"):
+    with pytest.raises(ConfigError, match="share the name 'english-gru'"):
         load_models([DEFAULT_BUNDLES[2], DEFAULT_BUNDLES[2]])
 
 
 def test_the_app_binds_to_this_machine_only_unless_asked():
     args = build_parser().parse_args([])
     assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
-    assert [Path(p).name for p in SHIPPED_BUNDLES] == [f"{data}-{cell}" for data in ("sst2", "zh-shopping") for cell in ("rnn", "lstm", "gru")]
+    assert [Path(p).name for p in SHIPPED_BUNDLES] == [f"{data}-{cell}" for data in ("english", "zh-shopping") for cell in ("rnn", "lstm", "gru")]
     assert DEFAULT_BUNDLES == [p for p in SHIPPED_BUNDLES if p.exists()] and DEFAULT_BUNDLES[:3] == SHIPPED_BUNDLES[:3]

@@ -1,6 +1,6 @@
 """The Gradio demo: type a review, see which words each cell's gates kept.
 
-    python app.py                                  # the shipped bundles: SST-2 and Chinese shopping reviews (RNN, LSTM, GRU each)
+    python app.py                                  # the shipped bundles: English and Chinese reviews (RNN, LSTM, GRU each)
     python app.py --bundle DIR [--bundle DIR ...]  # your own bundles (`sentikit export`)
     python app.py --host 0.0.0.0 --port 8080       # reachable from other machines (default: this one only)
 
@@ -42,14 +42,16 @@ from sentikit.app.page import (
 )
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "bundles"
-# English (SST-2) first: the first served model is the API's default for a review in no served language.
-SHIPPED_BUNDLES = [SHIPPED / f"{data}-{cell}" for data in ("sst2", "zh-shopping") for cell in ("rnn", "lstm", "gru")]
+# English first: the first served model is the API's default for a review in no served language. The
+# SST-2-only bundles (`sst2-*`) are shipped too, for comparison, but not served unless named.
+SHIPPED_BUNDLES = [SHIPPED / f"{data}-{cell}" for data in ("english", "zh-shopping") for cell in ("rnn", "lstm", "gru")]
 # A checkout without some of them serves the others (`main` names the missing ones in its log).
 DEFAULT_BUNDLES = [path for path in SHIPPED_BUNDLES if path.exists()]
 LOG = logging.getLogger("sentikit.app.layout")
 
-# The longest review the server accepts. The shipped models read the first 128 tokens and the page
-# greys out at most 2,000 more characters, so past that a review only costs: tokenizing it and sending it
+# The longest review the server accepts. The shipped models read the first 2,048 tokens (English, about
+# 10,000 characters) or 200 characters (Chinese) and the page greys out at most 2,000 more characters, so
+# past that a review only costs: tokenizing it and sending it
 # back in the JSON, both linear in its length, a request that a few clients could repeat to keep the
 # server busy (docs/reliability.md has the timings). Library callers (`explain_one`, `sentikit explain`)
 # have no limit: their input is their own.
@@ -73,7 +75,8 @@ SESSIONS_KEPT = 128
 
 # Written for this project. The first is the cereal review of the reference articles' intuition; the
 # next turns late, the two after it are decided by their first word, which the plain RNN has mostly
-# forgotten by the end (it is far less sure of them than the LSTM).
+# forgotten by the end (it is far less sure of them than the LSTM); the last ones are short reviews of
+# products and services, the kind people type.
 EXAMPLES = [
     "This cereal is amazing: crunchy, fresh and full of flavour. I gave a box to all my friends. Definitely buying it again.",
     "I expected to hate this film, with its tired plot and wooden cast in the first hour, "
@@ -82,6 +85,9 @@ EXAMPLES = [
     "Brilliant. The plot follows a man, his brother and their old car across the country for two hours, stopping at every town on the way.",
     "not good , not bad , just forgettable .",
     "The service was slow and the soup was cold, yet the dessert alone was worth the trip.",
+    "Stopped charging after two weeks. Sent it back.",
+    "Quiet, powerful and easy to empty. Best vacuum I have owned.",
+    "The hotel room was clean but the walls were paper thin and breakfast was a joke.",
 ]
 
 # Written for this project, each read by the Chinese GRU as the comment says: the cereal review again
@@ -145,7 +151,7 @@ def check_model_name(name: object) -> str:
     if name is None:
         return ""
     if not isinstance(name, str):
-        raise ConfigError(f"the model name must be text such as 'sst2-gru' or 'gru', got {type(name).__name__}")
+        raise ConfigError(f"the model name must be text such as 'english-gru' or 'gru', got {type(name).__name__}")
     if len(name) > MAX_MODEL_NAME_CHARS:
         raise ConfigError(f"no served model has a {len(name):,}-character name")
     return name
@@ -348,7 +354,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python app.py", description="The sentikit demo: which words each cell's gates kept.")
-    parser.add_argument("--bundle", action="append", default=[], help="a bundle folder or .zip to serve (repeat for several; default: the shipped RNN, LSTM and GRU for SST-2 and for Chinese shopping reviews)")
+    parser.add_argument("--bundle", action="append", default=[], help="a bundle folder or .zip to serve (repeat for several; default: the shipped RNN, LSTM and GRU for English and for Chinese reviews)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")

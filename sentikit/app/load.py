@@ -44,7 +44,7 @@ RSS_GROWTH_BOUND_MB = 75.0
 BAD_EVERY = 5  # one request in five is a bad input
 ODD_EVERY = 25  # one good request in 25 is an odd but valid review
 # A cell picks that cell's model for the review's language, "" the first model of it: for the English
-# sentences of a load, the SST-2 LSTM, GRU, RNN (`page.find_model`).
+# sentences of a load, the English LSTM, GRU, RNN (`page.find_model`).
 MODELS = ("rnn", "lstm", "gru", "")
 
 # name, text, model, a fragment of the error message that must come back

@@ -61,7 +61,7 @@ CELL_NAMES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 class DemoModel:
     """One served bundle: explained (TorchScript), or only predicted (`explainer` None: ONNX, torch.export)."""
 
-    name: str  # the bundle's folder (or zip) name, e.g. `sst2-lstm`
+    name: str  # the bundle's folder (or zip) name, e.g. `english-lstm`
     explainer: Explainer | None
     meta: dict[str, Any]
     bundle: Bundle | None = None  # the forward-only bundle that predicts when there is no explainer
@@ -89,7 +89,7 @@ class DemoModel:
 
     @property
     def title(self) -> str:
-        """`LSTM · sst2-lstm · 85.8% on validation.parquet`: what the column heading says, in English."""
+        """`LSTM · english-lstm · 85.8% on validation.parquet`: what the column heading says, in English."""
         return self.heading("en")
 
     def heading(self, language: Language = "en") -> str:
@@ -122,7 +122,7 @@ def route_review(models: list[DemoModel], text: str, language: Language | Litera
 
 
 def find_model(models: list[DemoModel], name: str | None, text: str | None = None) -> DemoModel:
-    """The served model called `name`: a bundle name (`sst2-gru`) as named; a cell (`gru`) or nothing among
+    """The served model called `name`: a bundle name (`english-gru`) as named; a cell (`gru`) or nothing among
     the models that read `text` (`route_review`: the models of its language), the first of them that fits.
 
     So `lstm` is the English LSTM for an English review and the Chinese one for a Chinese review; without a
@@ -333,7 +333,7 @@ def model_view(model: DemoModel, report: dict[str, Any], highlight: Highlight = 
 
 def survival_frame(models: list[DemoModel], reports: list[dict[str, Any]], language: Language = "en"):
     """A `pandas.DataFrame` for the survival line plot: `position` (word index), `word`, `share` and
-    `model` (e.g. `LSTM retention (sst2-lstm)`, `RNN memory decay (sst2-rnn)`, in the page's `language`),
+    `model` (e.g. `LSTM retention (english-lstm)`, `RNN memory decay (english-rnn)`, in the page's `language`),
     one row per word and model."""
     import pandas as pd
 
