@@ -36,21 +36,9 @@ from sentikit.bundle.bundle import load_bundle
 from sentikit.bundle.exported import PaddedProgram, export_program
 from sentikit.data.tokenizer import PAD_ID
 
+from bundle_speed import IMDB_TEST, reviews_file  # the same reviews as bundle_speed.py, found the same way
+
 REPO = Path(__file__).resolve().parents[1]
-IMDB_TEST = REPO / "data" / "imdb" / "test.parquet"  # a local copy, not shipped (data/README.md)
-SST2_VALIDATION = REPO / "data" / "sst2" / "validation.parquet"
-
-
-def reviews_file(data: Path, quick: bool, script: str) -> Path:
-    """The parquet file to read: `--data`, SST-2 validation for --quick or when the default IMDB copy is absent."""
-    if data == IMDB_TEST and (quick or not IMDB_TEST.is_file()):
-        if not quick:
-            print(f"{script}: {IMDB_TEST} not found (data/README.md says how to save a copy); using {SST2_VALIDATION} instead")
-        return SST2_VALIDATION
-    source = data / "test.parquet" if data.is_dir() else data
-    if not source.is_file():
-        raise SystemExit(f"{script}: {source} not found (data/README.md says how to save a copy of IMDB in data/imdb/; or pass --data PATH)")
-    return source
 
 
 def program_of(bundle) -> PaddedProgram:
