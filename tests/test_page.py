@@ -17,6 +17,7 @@ from sentikit.app.layout import DEFAULT_BUNDLES, EXAMPLES, SHIPPED_BUNDLES, ZH_E
 from sentikit.errors import ConfigError
 from sentikit.app.page import (
     CLASS_COLOURS,
+    MAX_PAGE_TOKENS,
     MAX_UNREAD_CHARS,
     DemoModel,
     explain_one,
@@ -159,6 +160,15 @@ def test_a_long_review_is_truncated_with_a_visible_note_and_its_unread_rest_grey
     assert f"Only the first {report['max_length']} of {report['num_tokens']} tokens were read" in view.summary
     unread = re.search(r'<span class="sk-unread">(.*?)</span>', view.highlight, re.S).group(1)
     assert len(html.unescape(unread)) == MAX_UNREAD_CHARS + 1 and unread.endswith("…")
+
+
+def test_the_page_reads_at_most_its_own_limit_of_a_bundle_that_reads_more(models):
+    """The English bundles read 2,048 tokens; the page reads 256 of them. The RNN's occlusion costs the
+    square of the length, and a few 2,048-token reviews once took the server past 20 GB."""
+    assert all(m.meta["max_length"] == 2048 for m in models[:3])
+    report = explain_one(models[0], "a fine and moving film . " * 200)  # 1,200 tokens
+    assert (report["num_tokens"], report["max_length"], report["truncated"]) == (1200, MAX_PAGE_TOKENS, True)
+    assert len(report["words"]) == MAX_PAGE_TOKENS
 
 
 @pytest.mark.parametrize(

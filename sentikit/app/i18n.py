@@ -147,7 +147,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "method_occlusion": "words scored by occlusion (leave one out): no gates to split through",
         "summary_retention": "retention",
         "summary_memory_decay": "memory decay (gradient), no retention without gates",
-        "truncated": "*Only the first {max_length} of {num_tokens} tokens were read (the model's maximum length); "
+        "truncated": "*Only the first {max_length} of {num_tokens} tokens were read (the most the page reads); "
         "the rest is greyed out.*",
         "forward_only": "{what} predicts only: explanations need a TorchScript bundle",
         "no_gates": "A plain RNN has no gates: its state is rewritten at every word.",
@@ -187,7 +187,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "method_occlusion": "词的得分来自遮挡法（逐个去掉）：没有门可以分解",
         "summary_retention": "保留",
         "summary_memory_decay": "记忆衰减（梯度）：没有门就没有保留",
-        "truncated": "*只读了 {num_tokens} 个词元中的前 {max_length} 个（模型的最大长度），其余部分显示为灰色。*",
+        "truncated": "*只读了 {num_tokens} 个词元中的前 {max_length} 个（页面最多读这么多），其余部分显示为灰色。*",
         "forward_only": "{what} 只能预测：解释需要 TorchScript 包",
         "no_gates": "普通 RNN 没有门：每读一个词，状态都整个重写。",
         "gates_note": "门值在各单元和两个方向上的平均，白色为 0，蓝色为 1。{meaning}。",
@@ -225,7 +225,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "method_occlusion": "語のスコアは遮蔽法（一語ずつ除く）：分解できるゲートがありません",
         "summary_retention": "保持",
         "summary_memory_decay": "記憶の減衰（勾配）：ゲートがないので保持はありません",
-        "truncated": "*{num_tokens} トークンのうち最初の {max_length} だけを読みました（モデルの最大長）。残りは灰色で表示しています。*",
+        "truncated": "*{num_tokens} トークンのうち最初の {max_length} だけを読みました（ページが読む上限）。残りは灰色で表示しています。*",
         "forward_only": "{what} は予測のみ：説明には TorchScript のバンドルが必要です",
         "no_gates": "素の RNN にはゲートがありません：状態は語ごとに書き換えられます。",
         "gates_note": "ゲート値のユニットと両方向での平均、白が 0、青が 1。{meaning}。",

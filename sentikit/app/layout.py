@@ -49,8 +49,8 @@ SHIPPED_BUNDLES = [SHIPPED / f"{data}-{cell}" for data in ("english", "zh-shoppi
 DEFAULT_BUNDLES = [path for path in SHIPPED_BUNDLES if path.exists()]
 LOG = logging.getLogger("sentikit.app.layout")
 
-# The longest review the server accepts. The shipped models read the first 2,048 tokens (English, about
-# 10,000 characters) or 200 characters (Chinese) and the page greys out at most 2,000 more characters, so
+# The longest review the server accepts. The page reads the first 256 tokens (`page.MAX_PAGE_TOKENS`; the
+# Chinese models 200 characters) and greys out at most 2,000 more characters, so
 # past that a review only costs: tokenizing it and sending it
 # back in the JSON, both linear in its length, a request that a few clients could repeat to keep the
 # server busy (docs/reliability.md has the timings). Library callers (`explain_one`, `sentikit explain`)

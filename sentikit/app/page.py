@@ -51,6 +51,11 @@ HIGHLIGHTS: tuple[Highlight, ...] = ("contribution", "retention")
 # what its survival curve shows), the gated cells show retention, which the replay gives for free.
 MEMORY_PROBES = 16
 MAX_UNREAD_CHARS = 2_000  # the part of a truncated review shown (unhighlighted) after the last word read
+# The most tokens of a review the page reads, whatever the bundle's own maximum (the English bundles read
+# 2,048 for IMDB's whole reviews). The RNN is explained by occlusion, one forward pass per word, so its
+# time and memory grow with the square of the length: at 2,048 tokens a few requests took the server past
+# 20 GB. 256 tokens is a review of several paragraphs; the rest is shown greyed out.
+MAX_PAGE_TOKENS = 256
 CLASS_COLOURS = ("220, 38, 38", "22, 163, 74")  # red for the first class, green for the second (RGB)
 GATE_COLOUR = "37, 99, 235"  # blue: a gate's value from 0 (white) to 1
 RETENTION_COLOUR = "124, 58, 237"  # violet: unsigned
@@ -77,7 +82,8 @@ class DemoModel:
         language = bundle_language(bundle.meta, bundle.tokenizer, str(path))
         if bundle.forward_only:
             return cls(name, None, bundle.meta, bundle, language)
-        return cls(name, Explainer(bundle.model, bundle.tokenizer, bundle.max_length), bundle.meta, language=language)
+        explainer = Explainer(bundle.model, bundle.tokenizer, min(bundle.max_length, MAX_PAGE_TOKENS))
+        return cls(name, explainer, bundle.meta, language=language)
 
     @property
     def cell(self) -> str:
