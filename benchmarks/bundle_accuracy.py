@@ -51,12 +51,14 @@ def main() -> None:
         if not path.is_file():
             missing.append(file)
             continue
+        read: dict[tuple[str, ...], tuple[list[str], list[int]]] = {}  # the file, read once per set of classes
         figures = []
         for bundle in loaded.values():
-            texts, labels = read_labelled(str(path), "text", "label", bundle.label_names)
-            if args.quick:
-                texts, labels = texts[:QUICK_REVIEWS], labels[:QUICK_REVIEWS]
-            figures.append(evaluate_bundle(bundle, texts, labels))
+            classes = tuple(bundle.label_names)
+            if classes not in read:
+                texts, labels = read_labelled(str(path), "text", "label", bundle.label_names)
+                read[classes] = (texts[:QUICK_REVIEWS], labels[:QUICK_REVIEWS]) if args.quick else (texts, labels)
+            figures.append(evaluate_bundle(bundle, *read[classes]))
         print(f"| {file} | {figures[0]['examples']:,} | " + " | ".join(f"{100 * f['accuracy']:.2f}%" for f in figures) + " |")
     for file in missing:
         print(f"\n{file}: not found, left out" + (" (IMDB is not shipped: data/README.md says how to save a copy)" if "imdb" in file else ""))

@@ -40,3 +40,18 @@ def write_table(path: Path, rows: list[dict]) -> str:
     else:
         frame.to_parquet(path)
     return str(path)
+
+
+def sentikit_in_process(argv: list[str], monkeypatch) -> int:
+    """The exit status of `sentikit ARGV`, run in this process from the repository root."""
+    import sys
+
+    from sentikit.cli import main
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["sentikit"])  # LightningCLI warns when it also sees pytest's arguments
+    try:
+        main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+    return 0

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import REPO, SST2, write_table
+from conftest import REPO, SST2, sentikit_in_process, write_table
 from sentikit.bundle.bundle import FORMAT_VERSION
-from sentikit.cli import main
 
 GRU_BUNDLE = REPO / "data" / "bundles" / "sst2-gru"
 
@@ -220,15 +218,7 @@ CASES = {
 }
 
 
-def run(argv: list[str], monkeypatch) -> int:
-    """The exit status of `sentikit ARGV`, run in this process from the repository root."""
-    monkeypatch.chdir(REPO)
-    monkeypatch.setattr(sys, "argv", ["sentikit"])  # LightningCLI warns when it also sees pytest's arguments
-    try:
-        main(argv)
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+run = sentikit_in_process
 
 
 @pytest.mark.parametrize("name", list(CASES))

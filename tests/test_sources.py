@@ -11,14 +11,13 @@ whose `text`/`label` columns hold 0/1, with a validation split but no test split
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, write_table
+from conftest import REPO, sentikit_in_process, write_table
 from sentikit.data.datamodule import SentimentDataModule
 from sentikit.data.sampler import BucketBatchSampler
 from sentikit.data.sources import Source
@@ -441,17 +440,7 @@ def config(tmp: Path, sources: list[dict], **data) -> str:
     return str(path)
 
 
-def sentikit(argv: list[str], monkeypatch) -> int:
-    """The exit status of `sentikit ARGV`, run in this process from the repository root."""
-    from sentikit.cli import main
-
-    monkeypatch.chdir(REPO)
-    monkeypatch.setattr(sys, "argv", ["sentikit"])  # LightningCLI warns when it also sees pytest's arguments
-    try:
-        main(argv)
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+sentikit = sentikit_in_process
 
 
 def logged(metrics_csv: Path) -> list[dict[str, str]]:

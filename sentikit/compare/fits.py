@@ -162,7 +162,7 @@ def prepare(fit_args: list[str], out: Path) -> Setup:
     edges = length_edges(np.asarray(datamodule.splits[split].lengths))
     data = cli.config["data"].as_dict()  # plain dicts and lists all the way down (data.sources holds several)
     description = {
-        "data": {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in dict(data).items()},
+        "data": {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in data.items()},
         "splits": {name: len(reviews) for name, reviews in datamodule.splits.items()},
         "vocabulary": datamodule.vocabulary_size,
         "length_split": split,

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sentikit.errors import ConfigError
 from sentikit.data.sampler import BucketBatchSampler
-from sentikit.data.sources import SPLITS, Source, carve_validation, combine_sources, load_hub_splits, load_local_splits
+from sentikit.data.sources import SPLITS, Source, carve_validation, check_columns, combine_sources, load_hub_splits, load_local_splits
 from sentikit.data.tokenizer import (
     TokenizerKind,
     encode_texts,
@@ -230,7 +230,7 @@ class SentimentDataModule(pl.LightningDataModule):
         tokenizer, reused_classes = self._reused_tokenizer()
         if self.sources is not None:
             classes = list(reused_classes or self.label_names)
-            raw = combine_sources(self.sources, classes, self.validation_fraction, self.seed, check_columns)
+            raw = combine_sources(self.sources, classes, self.validation_fraction, self.seed)
             text_column = "text"
             counts = np.bincount(raw["train"].with_format("arrow")["source"].to_numpy(), minlength=len(self.sources))
             info("sources: %s", ", ".join(f"{s.name} ({n:,} train, weight {s.weight:g})" for s, n in zip(self.sources, counts)))
@@ -270,7 +270,7 @@ class SentimentDataModule(pl.LightningDataModule):
         if "train" not in raw:
             raise ConfigError(f"{self.source} has no 'train' split (splits are named train, validation, test)")
         for name, split in raw.items():
-            check_columns(split, name, self.text_column, self.label_column, self._describe(name))
+            check_columns(split, self.text_column, self.label_column, self._describe(name))
         return raw
 
     def _describe(self, split: str) -> str:
@@ -440,23 +440,6 @@ def _label_ids(batch: dict[str, list], column: str, lookup: dict[str, int] | Non
 def _encode_texts(batch: dict[str, list], tokenizer: Tokenizer, column: str, max_length: int) -> dict[str, list]:
     ids, encodings = encode_texts(tokenizer, batch[column], max_length)
     return {"input_ids": ids, "num_tokens": [len(e.ids) for e in encodings]}
-
-
-def check_columns(split: datasets.Dataset, name: str, text_column: str, label_column: str, where: str) -> None:
-    """Fail early, naming the split and column, on data the pipeline cannot use."""
-    for column in (text_column, label_column):
-        if column not in split.column_names:
-            raise ConfigError(f"{where} has no column '{column}'; its columns are {split.column_names}")
-    if len(split) == 0:
-        raise ConfigError(f"{where} is empty")
-    text_type = split.data.schema.field(text_column).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-        raise ConfigError(f"{where}: column '{text_column}' must hold text, but holds {text_type}")
-    for column in (text_column, label_column):
-        nulls = split.data.column(column).null_count
-        if nulls:
-            row = split.data.column(column).is_null().to_numpy(zero_copy_only=False).argmax()
-            raise ConfigError(f"{where}: column '{column}' has {nulls} empty (null) values, the first in row {row}")
 
 
 def resolve_classes(train: datasets.Dataset, column: str, declared: list[str] | None, source: str) -> list[str]:

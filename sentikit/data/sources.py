@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import datasets
 import numpy as np
+import pyarrow as pa
 
 from sentikit.errors import ConfigError, exception_chain
 
@@ -204,6 +205,23 @@ class Source:
         return ids
 
 
+def check_columns(split: datasets.Dataset, text_column: str, label_column: str, where: str) -> None:
+    """Fail early, naming the split and column, on data the pipeline cannot use."""
+    for column in (text_column, label_column):
+        if column not in split.column_names:
+            raise ConfigError(f"{where} has no column '{column}'; its columns are {split.column_names}")
+    if len(split) == 0:
+        raise ConfigError(f"{where} is empty")
+    text_type = split.data.schema.field(text_column).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise ConfigError(f"{where}: column '{text_column}' must hold text, but holds {text_type}")
+    for column in (text_column, label_column):
+        nulls = split.data.column(column).null_count
+        if nulls:
+            row = split.data.column(column).is_null().to_numpy(zero_copy_only=False).argmax()
+            raise ConfigError(f"{where}: column '{column}' has {nulls} empty (null) values, the first in row {row}")
+
+
 # YAML 1.1 (what PyYAML and so LightningCLI read) turns an unquoted yes/no/on/off/y/n key into a boolean.
 YAML_BOOLEANS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False, "true": True, "false": False}
 
@@ -235,14 +253,13 @@ def combine_sources(
     classes: list[str],
     validation_fraction: float,
     seed: int,
-    check: Callable[[datasets.Dataset, str, str, str, str], None],
 ) -> datasets.DatasetDict:
     """Load every source and concatenate them split by split into columns `text`, `labels` (class ids)
     and `source` (the source's index in `sources`).
 
     A source without a validation split gives up `validation_fraction` of its own train (seeded,
-    stratified), so that every source is validated on. `check(split, name, text, label, where)` checks
-    each raw split's columns before anything reads them."""
+    stratified), so that every source is validated on. Each raw split's columns are checked
+    (`check_columns`) before anything reads them."""
     names = [s.name for s in sources]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -256,7 +273,7 @@ def combine_sources(
         if "train" not in raw:
             raise ConfigError(f"source '{source.name}' has no 'train' split (splits are named {', '.join(SPLITS)})")
         for name, split in raw.items():
-            check(split, name, source.text_column, source.label_column, source.describe(name))
+            check_columns(split, source.text_column, source.label_column, source.describe(name))
             ids = source.class_ids(split, name, classes)
             unified = (
                 split.select_columns([source.text_column])
